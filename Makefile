@@ -1,0 +1,94 @@
+# Proxy Stone — build, test, run.
+#
+#   make          build bin/proxystone (and tools)
+#   make run      install missing packages, build, start the local cluster
+#   make test     install missing packages, build, run unit + system tests
+#   make install  PREFIX=/usr/local DESTDIR=
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+VERSION := 0.1.0
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -fno-strict-aliasing
+CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DPS_VERSION='"$(VERSION)"' -MMD -MP
+LDLIBS  += -lev -lprotobuf-c -luuid -lhttp_parser -lm
+
+PROTOS    := $(wildcard proto/*.proto)
+PROTO_C   := $(PROTOS:%.proto=$(BUILD)/gen/%.pb-c.c)
+PROTO_H   := $(PROTO_C:.c=.h)
+PROTO_OBJ := $(PROTO_C:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
+
+MAIN_SRC := src/supervisor/main.c
+LIB_SRC  := $(filter-out $(MAIN_SRC),$(wildcard src/*/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
+LIB      := $(BUILD)/libproxystone.a
+
+DUMP_SRC := $(wildcard tools/dump/*.c)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Helpers shared by tests and benchmarks (e.g. the gossip simulator).
+TESTLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/lib/*.c))
+
+BINS := bin/proxystone $(if $(DUMP_SRC),bin/proxystone-dump)
+
+.PHONY: all deps run test unit system install clean
+all: $(BINS)
+
+deps:
+	@./tools/install-deps.sh
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: %.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/proxystone: $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(LIB)
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bin/proxystone-dump: $(DUMP_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+run: deps all
+	./tools/run-local.sh
+
+test: deps
+	$(MAKE) all $(UNIT_BIN)
+	$(MAKE) unit system
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+system: all
+	python3 tests/system/run.py
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/proxystone/etc
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 etc/*.conf etc/proxystone.service $(DESTDIR)$(PREFIX)/share/proxystone/etc/
+
+clean:
+	rm -rf $(BUILD) bin
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,90 @@
+/*
+ * registry — the node table the coordinator is the authority for.
+ *
+ * Pure data structure: no I/O, no clock reads (time comes in as
+ * arguments). Entries keep insertion order (createdAt) for listings and a
+ * hash index by id for O(1) lookups under heartbeat load. Each entry holds
+ * its protobuf form (Ps__Node) so listings and snapshots pack it without
+ * copying; all strings inside are owned by the registry.
+ *
+ * Every change to membership, status or content bumps `version`.
+ */
+#ifndef PROXYSTONE_REGISTRY_H
+#define PROXYSTONE_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/ipc.pb-c.h"
+
+/* Entries in one registry: 10x the largest cluster we test (10,000). */
+#define REGISTRY_NODES_MAX 100000
+/* Client-chosen ids: UUIDs are 36 bytes; leave room for readable names. */
+#define NODE_ID_MAX 64
+/* A URL a human would type; longer is a mistake or an attack. */
+#define NODE_URL_MAX 512
+#define NODE_ROLE_MAX 32
+/* Tags and capabilities are labels, not data stores. */
+#define NODE_TAGS_MAX 64
+#define NODE_TAG_LEN_MAX 128
+#define NODE_CAPS_MAX 64
+
+struct reg_node {
+	Ps__Node pb;
+	double last_heard;        /* monotonic seconds of the last sign of life */
+	struct reg_node *hnext;   /* hash chain */
+};
+
+struct registry {
+	struct reg_node **nodes;  /* insertion order */
+	size_t n, cap;
+	struct reg_node **buckets;
+	size_t nbuckets;
+	uint64_t version;
+	size_t metadata_max;      /* bound on a node's metadata JSON text */
+};
+
+void registry_init(struct registry *r, size_t metadata_max);
+void registry_fini(struct registry *r);
+struct reg_node *registry_find(const struct registry *r, const char *id);
+
+/*
+ * Validates and applies a registration. A known id is updated in place
+ * (createdAt kept), an unknown one is added. id may be NULL: the caller
+ * generates ids (so this stays free of libuuid and deterministic).
+ * Returns 0 (*out, *created set), -EINVAL (err: "field: reason"),
+ * -ENOSPC (table full).
+ */
+int registry_register(struct registry *r, const Ps__RegisterReq *req,
+		      const char *id, const char *default_cluster,
+		      int64_t now_ms, double now_mono, struct reg_node **out,
+		      bool *created, char *err, size_t errlen);
+/* -ENOENT unknown id; -EINVAL bad metadata (err says why). */
+int registry_heartbeat(struct registry *r, const char *id, bool has_status,
+		       Ps__NodeStatus status, const char *metadata_json,
+		       int64_t now_ms, double now_mono, struct reg_node **out,
+		       char *err, size_t errlen);
+/* Removes and frees. -ENOENT unknown id. */
+int registry_remove(struct registry *r, const char *id);
+/* Sets a status; bumps the version only if it changed. */
+void registry_set_status(struct registry *r, struct reg_node *n,
+			 Ps__NodeStatus status);
+/*
+ * Marks `inactive` every node other than skip_id whose last sign of life
+ * is older than timeout seconds and that is active, suspect or disabled.
+ * Returns how many changed.
+ */
+size_t registry_expire(struct registry *r, double now_mono, double timeout,
+		       const char *skip_id);
+/* Adds a copy of a node from a snapshot. -EINVAL duplicate or bad entry. */
+int registry_load_node(struct registry *r, const Ps__Node *pb,
+		       double now_mono);
+
+const char *registry_status_name(Ps__NodeStatus s);
+/* 0 and *out set, or -EINVAL for an unknown name. */
+int registry_status_parse(const char *name, Ps__NodeStatus *out);
+/* Ids: 1..NODE_ID_MAX of [A-Za-z0-9._:-]. */
+bool registry_id_valid(const char *id);
+
+#endif

@@ -1,0 +1,536 @@
+/*
+ * api — the HTTP API process. Owns no state: each request is matched to a
+ * route, translated into an ipc.proto Request for the membership process,
+ * and the Reply rendered as the spec's JSON.
+ *
+ * Requests in flight live in a fixed slot table (API_PENDING_MAX). A
+ * request id carries its slot in the low bits and a generation above them,
+ * so a late reply for a slot that has since been reused is recognised and
+ * dropped. A request whose reply does not come within ipc_timeout, or that
+ * is in flight when membership goes away, is answered 503 at once: a
+ * client is never left hanging.
+ */
+#include "proxystone/api.h"
+#include "proxystone/config.h"
+#include "proxystone/http.h"
+#include "proxystone/ipc.h"
+#include "proxystone/json.h"
+#include "proxystone/log.h"
+#include "proxystone/routes.h"
+#include "proxystone/supervisor.h"
+#include "proxystone/timeutil.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <http_parser.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* In-flight requests: each HTTP connection has at most one (requests on a
+ * connection are handled in order), so this covers conn_max up to 4096. */
+#define API_PENDING_BITS 12
+#define API_PENDING_MAX (1u << API_PENDING_BITS)
+/* Response body bound: a listing of 10,000 nodes is ~5 MB of JSON. */
+#define API_RESPONSE_MAX (32u * 1024 * 1024)
+/* Reconnect period while membership is down: quick enough that a restart
+ * costs well under a second of 503s, slow enough to be free. */
+#define API_RECONNECT_INTERVAL 0.1
+/* Sweep period for timed-out requests. */
+#define API_TIMEOUT_SWEEP 0.05
+/* Distinct (route, status) pairs we count; more than the API can produce. */
+#define API_STATUS_SLOTS 24
+
+struct pending {
+	uint64_t req_id;  /* 0: slot free */
+	uint64_t conn_id;
+	struct route_match match;
+	double sent_at;   /* monotonic */
+};
+
+struct api {
+	const struct config *cfg;
+	struct ev_loop *loop;
+	struct http_server *http;
+	struct ipc_conn *ipc;
+	ev_timer reconnect, sweep;
+	ev_signal sigterm, sigint;
+	struct pending slots[API_PENDING_MAX];
+	uint32_t free_slots[API_PENDING_MAX];
+	size_t nfree;
+	uint64_t generation;
+	bool logged_down;
+	/* Counters for /metrics. */
+	struct {
+		int status;
+		uint64_t count;
+	} counts[ROUTE_MAX][API_STATUS_SLOTS];
+	uint64_t ipc_unavailable, ipc_timeouts, ipc_bad_replies, ipc_reconnects;
+};
+
+static void count(struct api *a, enum route_id r, int status)
+{
+	for (int i = 0; i < API_STATUS_SLOTS; i++) {
+		if (a->counts[r][i].status == status ||
+		    a->counts[r][i].status == 0) {
+			a->counts[r][i].status = status;
+			a->counts[r][i].count++;
+			return;
+		}
+	}
+}
+
+static void respond_json(struct api *a, struct http_conn *c, enum route_id r,
+			 int status, const char *extra, struct buf *body)
+{
+	count(a, r, status);
+	http_respond(c, status, "application/json", extra, body->base,
+		     body->len);
+}
+
+static void respond_error(struct api *a, struct http_conn *c,
+			  enum route_id r, const struct api_error *e,
+			  const char *extra)
+{
+	struct buf body;
+	buf_init(&body, API_RESPONSE_MAX);
+	route_render_error(e, &body);
+	respond_json(a, c, r, e->status, extra, &body);
+	buf_fini(&body);
+}
+
+static void respond_unavailable(struct api *a, struct http_conn *c,
+				enum route_id r, bool timeout)
+{
+	struct api_error e;
+	if (timeout)
+		api_error_set(&e, 503, "MEMBERSHIP_UNAVAILABLE",
+			      "The membership process did not answer within %.1f s",
+			      a->cfg->ipc_timeout);
+	else
+		api_error_set(&e, 503, "MEMBERSHIP_UNAVAILABLE",
+			      "The membership process is not running; retry shortly");
+	respond_error(a, c, r, &e, "Retry-After: 1\r\n");
+}
+
+/* ---- /metrics ----------------------------------------------------------- */
+
+static void metric_head(struct buf *b, const char *name, const char *type,
+			const char *help)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
+{
+	metric_head(b, "proxystone_http_requests_total", "counter",
+		    "HTTP requests by route and status");
+	for (int rt = 0; rt < ROUTE_MAX; rt++)
+		for (int i = 0; i < API_STATUS_SLOTS && a->counts[rt][i].status;
+		     i++)
+			buf_printf(b,
+				   "proxystone_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+				   route_name(rt), a->counts[rt][i].status,
+				   (unsigned long long)a->counts[rt][i].count);
+	const struct http_counters *hc = http_server_counters(a->http);
+	metric_head(b, "proxystone_http_connections", "gauge",
+		    "Open HTTP connections");
+	buf_printf(b, "proxystone_http_connections %llu\n",
+		   (unsigned long long)hc->active);
+	metric_head(b, "proxystone_http_rejected_total", "counter",
+		    "HTTP requests or connections refused by a bound");
+	buf_printf(b,
+		   "proxystone_http_rejected_total{reason=\"connection_limit\"} %llu\n"
+		   "proxystone_http_rejected_total{reason=\"parse_error\"} %llu\n"
+		   "proxystone_http_rejected_total{reason=\"body_too_large\"} %llu\n"
+		   "proxystone_http_rejected_total{reason=\"header_too_large\"} %llu\n"
+		   "proxystone_http_rejected_total{reason=\"idle_timeout\"} %llu\n",
+		   (unsigned long long)hc->rejected_conn_limit,
+		   (unsigned long long)hc->parse_errors,
+		   (unsigned long long)hc->too_large,
+		   (unsigned long long)hc->header_too_large,
+		   (unsigned long long)hc->timeouts);
+	metric_head(b, "proxystone_ipc_errors_total", "counter",
+		    "api-side IPC failures talking to membership");
+	buf_printf(b,
+		   "proxystone_ipc_errors_total{reason=\"unavailable\"} %llu\n"
+		   "proxystone_ipc_errors_total{reason=\"timeout\"} %llu\n"
+		   "proxystone_ipc_errors_total{reason=\"bad_reply\"} %llu\n"
+		   "proxystone_ipc_errors_total{reason=\"reconnect\"} %llu\n",
+		   (unsigned long long)a->ipc_unavailable,
+		   (unsigned long long)a->ipc_timeouts,
+		   (unsigned long long)a->ipc_bad_replies,
+		   (unsigned long long)a->ipc_reconnects);
+	const struct sup_stats *ss = sup_stats_get();
+	metric_head(b, "proxystone_child_restarts_total", "counter",
+		    "Child processes restarted by the supervisor");
+	for (int i = 0; i < SUP_ROLE_MAX; i++)
+		if (ss->enabled[i] || ss->restarts[i])
+			buf_printf(b,
+				   "proxystone_child_restarts_total{role=\"%s\"} %llu\n",
+				   sup_role_name(i),
+				   (unsigned long long)ss->restarts[i]);
+	metric_head(b, "proxystone_child_hangs_total", "counter",
+		    "Child processes killed for missing keepalives");
+	for (int i = 0; i < SUP_ROLE_MAX; i++)
+		if (ss->enabled[i] || ss->hangs[i])
+			buf_printf(b,
+				   "proxystone_child_hangs_total{role=\"%s\"} %llu\n",
+				   sup_role_name(i),
+				   (unsigned long long)ss->hangs[i]);
+	metric_head(b, "proxystone_membership_up", "gauge",
+		    "1 if the membership process answered this scrape");
+	buf_printf(b, "proxystone_membership_up %d\n", r ? 1 : 0);
+	if (!r)
+		return;
+	const char *last = "";
+	for (size_t i = 0; i < r->n_counters; i++) {
+		const Ps__Counter *c = r->counters[i];
+		if (strcmp(c->name, last)) {
+			bool total = strlen(c->name) > 6 &&
+				     !strcmp(c->name + strlen(c->name) - 6,
+					     "_total");
+			metric_head(b, c->name, total ? "counter" : "gauge",
+				    c->help ? c->help : c->name);
+			last = c->name;
+		}
+		if (c->labels)
+			buf_printf(b, "%s{%s} %.17g\n", c->name, c->labels,
+				   c->value);
+		else
+			buf_printf(b, "%s %.17g\n", c->name, c->value);
+	}
+}
+
+static void respond_metrics(struct api *a, struct http_conn *c,
+			    const Ps__Reply *r)
+{
+	struct buf b;
+	buf_init(&b, API_RESPONSE_MAX);
+	render_metrics(a, r, &b);
+	count(a, ROUTE_METRICS, 200);
+	http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+		     b.base, b.len);
+	buf_fini(&b);
+}
+
+/* ---- IPC client --------------------------------------------------------- */
+
+static struct pending *slot_take(struct api *a)
+{
+	if (a->nfree == 0)
+		return NULL;
+	uint32_t i = a->free_slots[--a->nfree];
+	struct pending *p = &a->slots[i];
+	p->req_id = (++a->generation << API_PENDING_BITS) | i;
+	return p;
+}
+
+static void slot_release(struct api *a, struct pending *p)
+{
+	uint32_t i = (uint32_t)(p - a->slots);
+	p->req_id = 0;
+	a->free_slots[a->nfree++] = i;
+}
+
+static struct pending *slot_find(struct api *a, uint64_t req_id)
+{
+	struct pending *p = &a->slots[req_id & (API_PENDING_MAX - 1)];
+	return p->req_id == req_id && req_id ? p : NULL;
+}
+
+/* Answers every request in flight with 503 (membership went away). */
+static void fail_all_pending(struct api *a)
+{
+	for (uint32_t i = 0; i < API_PENDING_MAX; i++) {
+		struct pending *p = &a->slots[i];
+		if (!p->req_id)
+			continue;
+		struct http_conn *c = http_server_conn(a->http, p->conn_id);
+		a->ipc_unavailable++;
+		if (c) {
+			if (p->match.route == ROUTE_METRICS)
+				respond_metrics(a, c, NULL);
+			else
+				respond_unavailable(a, c, p->match.route,
+						    false);
+		}
+		slot_release(a, p);
+	}
+}
+
+static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
+		     void *ud)
+{
+	(void)conn;
+	struct api *a = ud;
+	Ps__Reply *r = ps__reply__unpack(NULL, len, data);
+	if (!r) {
+		a->ipc_bad_replies++;
+		log_warn("undecodable reply from membership (%zu bytes)", len);
+		return;
+	}
+	struct pending *p = slot_find(a, r->id);
+	if (!p) {
+		/* Timed out earlier and already answered. */
+		ps__reply__free_unpacked(r, NULL);
+		return;
+	}
+	struct http_conn *c = http_server_conn(a->http, p->conn_id);
+	if (c) {
+		double rtt = (time_mono() - p->sent_at) * 1000.0;
+		if (r->error) {
+			struct api_error e;
+			api_error_set(&e, (int)r->error->http_status,
+				      r->error->code, "%s", r->error->message);
+			if (r->error->details_json &&
+			    strlen(r->error->details_json) < sizeof(e.details))
+				strcpy(e.details, r->error->details_json);
+			char extra[CONFIG_STR_MAX + 64] = "";
+			if (r->coordinator_url)
+				snprintf(extra, sizeof(extra),
+					 "X-Coordinator: %.200s\r\n",
+					 r->coordinator_url);
+			respond_error(a, c, p->match.route, &e,
+				      extra[0] ? extra : NULL);
+		} else if (p->match.route == ROUTE_METRICS) {
+			respond_metrics(a, c, r);
+		} else {
+			struct buf body;
+			buf_init(&body, API_RESPONSE_MAX);
+			int status = route_render_reply(&p->match, r, a->cfg,
+							rtt, time_wall_ms(),
+							&body);
+			if (status != 200) {
+				struct api_error e;
+				api_error_set(&e, 500, "INTERNAL_ERROR",
+					      "The response exceeds %u bytes",
+					      API_RESPONSE_MAX);
+				respond_error(a, c, p->match.route, &e, NULL);
+			} else {
+				respond_json(a, c, p->match.route, 200, NULL,
+					     &body);
+			}
+			buf_fini(&body);
+		}
+	}
+	slot_release(a, p);
+	ps__reply__free_unpacked(r, NULL);
+}
+
+static void on_ipc_close(struct ipc_conn *conn, int reason, void *ud)
+{
+	(void)conn;
+	struct api *a = ud;
+	a->ipc = NULL;
+	log_warn("membership connection lost (%s); reconnecting",
+		 reason ? strerror(-reason) : "closed");
+	a->logged_down = true;
+	fail_all_pending(a);
+	ev_timer_again(a->loop, &a->reconnect);
+}
+
+static void try_connect(struct api *a)
+{
+	if (a->ipc)
+		return;
+	int fd = ipc_connect(a->cfg->socket_path);
+	if (fd < 0) {
+		if (!a->logged_down)
+			log_info("membership not reachable yet at %s (%s)",
+				 a->cfg->socket_path, strerror(-fd));
+		a->logged_down = true;
+		return;
+	}
+	a->ipc = ipc_conn_new(a->loop, fd, on_reply, on_ipc_close, a);
+	if (a->ipc) {
+		a->ipc_reconnects++;
+		log_info("connected to membership");
+		a->logged_down = false;
+	}
+}
+
+static void on_reconnect(struct ev_loop *loop, ev_timer *w, int rev)
+{
+	(void)loop;
+	(void)rev;
+	struct api *a = w->data;
+	try_connect(a);
+	if (a->ipc)
+		ev_timer_stop(a->loop, &a->reconnect);
+}
+
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int rev)
+{
+	(void)loop;
+	(void)rev;
+	struct api *a = w->data;
+	double now = time_mono();
+	for (uint32_t i = 0; i < API_PENDING_MAX; i++) {
+		struct pending *p = &a->slots[i];
+		if (!p->req_id || now - p->sent_at < a->cfg->ipc_timeout)
+			continue;
+		a->ipc_timeouts++;
+		struct http_conn *c = http_server_conn(a->http, p->conn_id);
+		if (c) {
+			if (p->match.route == ROUTE_METRICS)
+				respond_metrics(a, c, NULL);
+			else
+				respond_unavailable(a, c, p->match.route,
+						    true);
+		}
+		slot_release(a, p);
+	}
+}
+
+/* ---- HTTP --------------------------------------------------------------- */
+
+static bool cluster_route(enum route_id r)
+{
+	return r != ROUTE_METRICS && r != ROUTE_UNKNOWN;
+}
+
+static void on_request(struct http_server *s, struct http_conn *c,
+		       const struct http_request *req, void *ud)
+{
+	(void)s;
+	struct api *a = ud;
+	struct route_match m;
+	struct api_error e;
+	route_match(req->method, req->path.base, req->path.len, &m);
+
+	if (m.route == ROUTE_UNKNOWN) {
+		api_error_set(&e, 404, "NOT_FOUND", "No route for %s %.200s",
+			      http_method_str(req->method), req->path.base);
+		respond_error(a, c, m.route, &e, NULL);
+		return;
+	}
+	if (!m.method_ok) {
+		char allow[96];
+		snprintf(allow, sizeof(allow), "Allow: %s\r\n", m.allow);
+		api_error_set(&e, 405, "METHOD_NOT_ALLOWED",
+			      "%s is not allowed on %s (allowed: %s)",
+			      http_method_str(req->method), route_name(m.route),
+			      m.allow);
+		respond_error(a, c, m.route, &e, allow);
+		return;
+	}
+	if (!a->cfg->cluster_enabled && cluster_route(m.route) &&
+	    m.route != ROUTE_STATUS && m.route != ROUTE_SERVICE_STATUS) {
+		api_error_set(&e, 503, "CLUSTER_DISABLED",
+			      "Cluster service is not enabled on this node");
+		respond_error(a, c, m.route, &e, NULL);
+		return;
+	}
+	if (m.route == ROUTE_EVENTS) {
+		api_error_set(&e, 404, "NOT_FOUND",
+			      "Event streams are not available yet");
+		respond_error(a, c, m.route, &e, NULL);
+		return;
+	}
+
+	Ps__Request ipc_req;
+	if (route_build_request(&m, req->query.base, req->query.len,
+				req->body.base, req->body.len,
+				a->cfg->metadata_max, &ipc_req, &e)) {
+		route_request_fini(&ipc_req);
+		respond_error(a, c, m.route, &e, NULL);
+		return;
+	}
+	if (!a->ipc) {
+		route_request_fini(&ipc_req);
+		a->ipc_unavailable++;
+		if (m.route == ROUTE_METRICS)
+			respond_metrics(a, c, NULL);
+		else
+			respond_unavailable(a, c, m.route, false);
+		return;
+	}
+	struct pending *p = slot_take(a);
+	if (!p) {
+		route_request_fini(&ipc_req);
+		api_error_set(&e, 503, "OVERLOADED",
+			      "More than %u requests in flight", API_PENDING_MAX);
+		respond_error(a, c, m.route, &e, "Retry-After: 1\r\n");
+		return;
+	}
+	p->conn_id = req->conn_id;
+	p->match = m;
+	p->sent_at = time_mono();
+	ipc_req.id = p->req_id;
+	int rc = ipc_conn_send(a->ipc, &ipc_req.base);
+	route_request_fini(&ipc_req);
+	if (rc) {
+		slot_release(a, p);
+		a->ipc_unavailable++;
+		respond_unavailable(a, c, m.route, false);
+	}
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int rev)
+{
+	(void)rev;
+	log_info("stopping on %s", strsignal(w->signum));
+	ev_break(loop, EVBREAK_ALL);
+}
+
+int api_main(const struct config *cfg, int sup_fd)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	if (!a)
+		return 1;
+	a->cfg = cfg;
+	for (uint32_t i = 0; i < API_PENDING_MAX; i++)
+		a->free_slots[i] = API_PENDING_MAX - 1 - i;
+	a->nfree = API_PENDING_MAX;
+	signal(SIGPIPE, SIG_IGN);
+	a->loop = ev_loop_new(EVFLAG_AUTO);
+	if (!a->loop)
+		return 1;
+
+	struct http_server_config hc = {
+		.host = cfg->api_host,
+		.port = cfg->api_port,
+		.body_max = cfg->body_max,
+		.conn_max = cfg->conn_max,
+		.idle_timeout = cfg->idle_timeout,
+	};
+	char err[256];
+	a->http = http_server_new(a->loop, &hc, on_request, a, err,
+				  sizeof(err));
+	if (!a->http) {
+		log_error("cannot serve HTTP on %s:%d: %s", cfg->api_host,
+			  cfg->api_port, err);
+		return 1;
+	}
+	ev_timer_init(&a->reconnect, on_reconnect, 0, API_RECONNECT_INTERVAL);
+	a->reconnect.data = a;
+	ev_timer_init(&a->sweep, on_sweep, API_TIMEOUT_SWEEP,
+		      API_TIMEOUT_SWEEP);
+	a->sweep.data = a;
+	ev_timer_start(a->loop, &a->sweep);
+	ev_signal_init(&a->sigterm, on_stop_signal, SIGTERM);
+	ev_signal_init(&a->sigint, on_stop_signal, SIGINT);
+	ev_signal_start(a->loop, &a->sigterm);
+	ev_signal_start(a->loop, &a->sigint);
+	try_connect(a);
+	if (!a->ipc)
+		ev_timer_again(a->loop, &a->reconnect);
+	if (sup_fd >= 0) {
+		child_keepalive_start(a->loop, sup_fd);
+		child_notify_ready(sup_fd);
+	}
+	log_info("HTTP API on http://%s:%d/api", cfg->api_host,
+		 http_server_port(a->http));
+
+	ev_run(a->loop, 0);
+
+	fail_all_pending(a);
+	if (a->ipc)
+		ipc_conn_close(a->ipc, 0);
+	http_server_free(a->http);
+	ev_loop_destroy(a->loop);
+	free(a);
+	return 0;
+}
