@@ -61,6 +61,8 @@ struct api {
 	size_t nfree;
 	uint64_t generation;
 	bool logged_down;
+	int sup_fd;         /* supervision pipe, -1 standalone */
+	bool told_ready;    /* readiness is sent once, on the first connect */
 	/* Counters for /metrics. */
 	struct {
 		int status;
@@ -348,6 +350,10 @@ static void try_connect(struct api *a)
 		a->ipc_reconnects++;
 		log_info("connected to membership");
 		a->logged_down = false;
+		/* Ready means able to answer, which needs membership. */
+		if (!a->told_ready && a->sup_fd >= 0)
+			child_notify_ready(a->sup_fd);
+		a->told_ready = true;
 	}
 }
 
@@ -481,6 +487,7 @@ int api_main(const struct config *cfg, int sup_fd)
 	if (!a)
 		return 1;
 	a->cfg = cfg;
+	a->sup_fd = sup_fd;
 	for (uint32_t i = 0; i < API_PENDING_MAX; i++)
 		a->free_slots[i] = API_PENDING_MAX - 1 - i;
 	a->nfree = API_PENDING_MAX;
@@ -514,13 +521,11 @@ int api_main(const struct config *cfg, int sup_fd)
 	ev_signal_init(&a->sigint, on_stop_signal, SIGINT);
 	ev_signal_start(a->loop, &a->sigterm);
 	ev_signal_start(a->loop, &a->sigint);
+	if (sup_fd >= 0)
+		child_keepalive_start(a->loop, sup_fd);
 	try_connect(a);
 	if (!a->ipc)
 		ev_timer_again(a->loop, &a->reconnect);
-	if (sup_fd >= 0) {
-		child_keepalive_start(a->loop, sup_fd);
-		child_notify_ready(sup_fd);
-	}
 	log_info("HTTP API on http://%s:%d/api", cfg->api_host,
 		 http_server_port(a->http));
 

@@ -205,3 +205,59 @@ class CommandLineTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class UnavailableTest(unittest.TestCase):
+    def test_stalled_membership_gives_503_not_a_hang(self):
+        node = Node(extra={"ipc_timeout": "0.5"}).start()
+        try:
+            pid = node.children()["membership"]
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                r = node.get("/api/cluster/nodes", timeout=10)
+                self.assertEqual(r.status, 503, r)
+                self.assertEqual(r.json()["code"], "MEMBERSHIP_UNAVAILABLE")
+                self.assertEqual(r.headers.get("retry-after"), "1")
+                r = node.post("/api/cluster/register", {"url": "http://x:1"}, timeout=10)
+                self.assertEqual(r.status, 503, r)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            wait_for(lambda: node.get("/api/cluster/nodes").status == 200,
+                     what="membership answering again")
+            m = node.get("/metrics").body.decode()
+            self.assertRegex(m, r'proxystone_ipc_errors_total\{reason="timeout"\} [1-9]')
+        finally:
+            node.save_log("stalled")
+            node.stop()
+
+
+class NotifyTest(unittest.TestCase):
+    def test_systemd_notify_ready(self):
+        import socket as so
+        import tempfile
+        path = os.path.join(tempfile.mkdtemp(prefix="ps-notify-"), "notify.sock")
+        s = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+        s.bind(path)
+        s.settimeout(20)
+        node = Node()
+        env = dict(os.environ, NOTIFY_SOCKET=path)
+        node.logf = open(node.log_path, "ab")
+        node.proc = subprocess.Popen([BIN, "--config", node.conf], env=env,
+                                     stdout=node.logf, stderr=subprocess.STDOUT)
+        try:
+            msgs = []
+            end = time.monotonic() + 20
+            while not any(b"READY=1" in m for m in msgs) and time.monotonic() < end:
+                msgs.append(s.recv(4096))
+            self.assertTrue(any(b"READY=1" in m for m in msgs), msgs)
+            # Ready means serving.
+            self.assertEqual(node.get("/api/cluster/status").status, 200)
+            node.proc.send_signal(signal.SIGTERM)
+            msgs = []
+            while not any(b"STOPPING=1" in m for m in msgs) and time.monotonic() < end:
+                msgs.append(s.recv(4096))
+            self.assertTrue(any(b"STOPPING=1" in m for m in msgs), msgs)
+            self.assertEqual(node.proc.wait(20), 0)
+        finally:
+            node.stop()
+            s.close()
