@@ -33,8 +33,14 @@ struct config {
 	char node_url[CONFIG_STR_MAX + 16];     /* derived: http://advertise_host:api_port */
 	char cluster_ip[CONFIG_STR_MAX];   /* cluster_ip: coordinator host:port ("" on the coordinator) */
 	char coordinator_url[CONFIG_STR_MAX + 16]; /* derived from cluster_ip, "" on the coordinator */
-	char gossip_host[CONFIG_STR_MAX];  /* gossip_host: UDP bind address */
-	int gossip_port;                   /* gossip_port: UDP port */
+	char gossip_host[CONFIG_STR_MAX];  /* gossip_host: UDP bind address, default api_host */
+	int gossip_port;                   /* gossip_port: UDP port, default api_port + 1000 */
+	char coordinator_gossip[CONFIG_STR_MAX]; /* coordinator_gossip: host:port, default cluster_ip's host, port + 1000 */
+	double probe_interval;             /* probe_interval, seconds */
+	double probe_timeout;              /* probe_timeout, seconds */
+	int indirect_checks;               /* indirect_checks */
+	double suspicion_mult;             /* suspicion_mult */
+	int gossip_mtu;                    /* gossip_mtu, bytes */
 	int ui_port;                       /* ui_port: 0 = no dashboard */
 	char data_dir[CONFIG_PATH_MAX];    /* data_dir */
 	char socket_path[CONFIG_PATH_MAX + 32]; /* socket_path, default <data_dir>/membership.sock */

@@ -39,6 +39,11 @@
  * once). Queued output must make progress at least every idle_timeout.
  * Streams have no idle timeout.
  *
+ * Peer EOF: complete requests already received are still answered (then
+ * the connection closes); an EOF while a request is with the handler or a
+ * stream is open means the client went away (curl and browsers never
+ * half-close), so the connection closes at once, as nginx does.
+ *
  * Connections are never freed inside their own callback chain: a closed
  * connection is unlinked at once (http_server_conn() returns NULL for it)
  * and freed from a libev event fed to the loop, after the current callback.
@@ -94,9 +99,9 @@
 
 struct http_server_config {
 	const char *host;    /* numeric address to bind; NULL or "" = 0.0.0.0 */
-	int port;            /* 0 = any free port, see http_server_port() */
+	int port;	     /* 0 = any free port, see http_server_port() */
 	size_t body_max;     /* 0 = HTTP_BODY_MAX_DEFAULT */
-	int conn_max;        /* 0 = HTTP_CONN_MAX_DEFAULT */
+	int conn_max;	     /* 0 = HTTP_CONN_MAX_DEFAULT */
 	double idle_timeout; /* seconds; 0 = HTTP_IDLE_TIMEOUT_DEFAULT */
 };
 
@@ -107,7 +112,7 @@ struct http_server_config {
  * whichever comes first. Copy what must outlive that.
  */
 struct http_request {
-	int method;           /* enum http_method from <http_parser.h> */
+	int method;	      /* enum http_method from <http_parser.h> */
 	struct strview path;  /* percent-decoded, no query; starts with '/',
 				 contains no NUL */
 	struct strview query; /* raw, without '?'; may be empty */
@@ -184,22 +189,22 @@ void http_respond_error(struct http_conn *c, int status, const char *code,
  * For HEAD, begin sends the headers and writes are discarded.
  * Begin returns 0, -EINVAL without a request outstanding, -EPIPE if closing.
  */
-int http_stream_begin(struct http_conn *c, int status,
-		      const char *content_type, const char *extra_headers);
+int http_stream_begin(struct http_conn *c, int status, const char *content_type,
+		      const char *extra_headers);
 int http_stream_write(struct http_conn *c, const char *data, size_t len);
 void http_stream_end(struct http_conn *c);
 
 struct http_counters {
-	uint64_t accepted;            /* every accept(), rejected ones too */
-	uint64_t active;              /* open connections now */
+	uint64_t accepted;	      /* every accept(), rejected ones too */
+	uint64_t active;	      /* open connections now */
 	uint64_t rejected_conn_limit; /* 503 at accept */
-	uint64_t parse_errors;        /* 400 */
-	uint64_t too_large;           /* 413 */
+	uint64_t parse_errors;	      /* 400 */
+	uint64_t too_large;	      /* 413 */
 	uint64_t header_too_large;    /* 431 */
-	uint64_t uri_too_long;        /* 414 */
-	uint64_t timeouts;            /* closed by the idle timer */
-	uint64_t requests;            /* complete requests parsed */
-	uint64_t responses;           /* responses and streams begun */
+	uint64_t uri_too_long;	      /* 414 */
+	uint64_t timeouts;	      /* closed by the idle timer */
+	uint64_t requests;	      /* complete requests parsed */
+	uint64_t responses;	      /* responses and streams begun */
 	uint64_t write_overflows;     /* responses over HTTP_WBUF_MAX, and
 					 stream writes refused with -ENOBUFS */
 };

@@ -51,8 +51,9 @@ struct reg_node *registry_find(const struct registry *r, const char *id);
 
 /*
  * Validates and applies a registration. A known id is updated in place
- * (createdAt kept), an unknown one is added. id may be NULL: the caller
- * generates ids (so this stays free of libuuid and deterministic).
+ * (createdAt kept), an unknown one is added. `id` must not be NULL: when
+ * the client gave none (req->id NULL) the caller makes one, so this stays
+ * free of libuuid and deterministic.
  * Returns 0 (*out, *created set), -EINVAL (err: "field: reason"),
  * -ENOSPC (table full).
  */

@@ -30,6 +30,7 @@ enum route_id {
 	ROUTE_SERVICE_STATUS,
 	ROUTE_METRICS,
 	ROUTE_EVENTS,
+	ROUTE_REPLICA,   /* workers pull the registry here (protobuf) */
 	ROUTE_UNKNOWN,
 	ROUTE_MAX
 };

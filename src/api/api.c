@@ -39,6 +39,9 @@
 #define API_RECONNECT_INTERVAL 0.1
 /* Sweep period for timed-out requests. */
 #define API_TIMEOUT_SWEEP 0.05
+/* How often the api tells membership its connection count (gossiped as
+ * heartbeat data). */
+#define API_REPORT_INTERVAL 2.0
 /* Distinct (route, status) pairs we count; more than the API can produce. */
 #define API_STATUS_SLOTS 24
 
@@ -54,7 +57,7 @@ struct api {
 	struct ev_loop *loop;
 	struct http_server *http;
 	struct ipc_conn *ipc;
-	ev_timer reconnect, sweep;
+	ev_timer reconnect, sweep, report;
 	ev_signal sigterm, sigint;
 	struct pending slots[API_PENDING_MAX];
 	uint32_t free_slots[API_PENDING_MAX];
@@ -298,6 +301,11 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 				      extra[0] ? extra : NULL);
 		} else if (p->match.route == ROUTE_METRICS) {
 			respond_metrics(a, c, r);
+		} else if (p->match.route == ROUTE_REPLICA) {
+			/* The membership reply as is: nodes + registry version. */
+			count(a, ROUTE_REPLICA, 200);
+			http_respond(c, 200, "application/x-protobuf", NULL,
+				     (const char *)data, len);
 		} else {
 			struct buf body;
 			buf_init(&body, API_RESPONSE_MAX);
@@ -365,6 +373,23 @@ static void on_reconnect(struct ev_loop *loop, ev_timer *w, int rev)
 	try_connect(a);
 	if (a->ipc)
 		ev_timer_stop(a->loop, &a->reconnect);
+}
+
+static void on_report(struct ev_loop *loop, ev_timer *w, int rev)
+{
+	(void)loop;
+	(void)rev;
+	struct api *a = w->data;
+	if (!a->ipc)
+		return;
+	Ps__Request req = PS__REQUEST__INIT;
+	Ps__ReportReq rep = PS__REPORT_REQ__INIT;
+	rep.http_connections =
+		(uint32_t)http_server_counters(a->http)->active;
+	req.id = 0; /* one-way: membership sends no reply */
+	req.body_case = PS__REQUEST__BODY_REPORT;
+	req.report = &rep;
+	ipc_conn_send(a->ipc, &req.base);
 }
 
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int rev)
@@ -517,6 +542,10 @@ int api_main(const struct config *cfg, int sup_fd)
 		      API_TIMEOUT_SWEEP);
 	a->sweep.data = a;
 	ev_timer_start(a->loop, &a->sweep);
+	ev_timer_init(&a->report, on_report, API_REPORT_INTERVAL,
+		      API_REPORT_INTERVAL);
+	a->report.data = a;
+	ev_timer_start(a->loop, &a->report);
 	ev_signal_init(&a->sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&a->sigint, on_stop_signal, SIGINT);
 	ev_signal_start(a->loop, &a->sigterm);

@@ -1,4 +1,5 @@
-/* http — HTTP/1.1 server layer of the api process; see include/proxystone/http.h. */
+/* http — HTTP/1.1 server layer of the api process; see
+ * include/proxystone/http.h. */
 #include "proxystone/http.h"
 
 #include <errno.h>
@@ -78,19 +79,19 @@ enum http_hdr {
 };
 
 static const char *const hdr_names[HDR_COUNT] = {
-	[HDR_AUTHORIZATION] = "authorization",
-	[HDR_CONTENT_TYPE] = "content-type",
-	[HDR_ORIGIN] = "origin",
-	[HDR_EXPECT] = "expect",
-	[HDR_CONTENT_LENGTH] = "content-length",
-	[HDR_TRANSFER_ENCODING] = "transfer-encoding",
+    [HDR_AUTHORIZATION] = "authorization",
+    [HDR_CONTENT_TYPE] = "content-type",
+    [HDR_ORIGIN] = "origin",
+    [HDR_EXPECT] = "expect",
+    [HDR_CONTENT_LENGTH] = "content-length",
+    [HDR_TRANSFER_ENCODING] = "transfer-encoding",
 };
 
 /* A repeat of these is ambiguous (which one did a proxy check?) -> 400. */
 static const bool hdr_single[HDR_COUNT] = {
-	[HDR_AUTHORIZATION] = true,
-	[HDR_CONTENT_TYPE] = true,
-	[HDR_ORIGIN] = true,
+    [HDR_AUTHORIZATION] = true,
+    [HDR_CONTENT_TYPE] = true,
+    [HDR_ORIGIN] = true,
 };
 
 struct hdr_val {
@@ -146,12 +147,12 @@ struct http_conn {
 	size_t wpos; /* bytes of wbuf already sent */
 	size_t linger_bytes;
 
-	bool busy;              /* a request is with the handler */
-	bool head;              /* ... and it is a HEAD request */
-	bool keep_alive;        /* ... and the connection may stay open */
-	bool streaming;         /* a stream response is open */
+	bool busy;		/* a request is with the handler */
+	bool head;		/* ... and it is a HEAD request */
+	bool keep_alive;	/* ... and the connection may stay open */
+	bool streaming;		/* a stream response is open */
 	bool close_after_write; /* no more requests; close once flushed */
-	bool lingering;         /* shut down for writing, draining input */
+	bool lingering;		/* shut down for writing, draining input */
 	bool peer_eof;
 	bool closing; /* unlinked, waiting to be freed */
 	bool in_process;
@@ -184,9 +185,9 @@ struct http_server {
 };
 
 static const char cors_preflight_headers[] =
-	"Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"
-	"Access-Control-Allow-Headers: Content-Type, Authorization\r\n"
-	"Access-Control-Max-Age: 600\r\n";
+    "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"
+    "Access-Control-Allow-Headers: Content-Type, Authorization\r\n"
+    "Access-Control-Max-Age: 600\r\n";
 
 static void conn_process(struct http_conn *c);
 static int conn_flush(struct http_conn *c);
@@ -194,7 +195,7 @@ static int conn_flush(struct http_conn *c);
 /* ---- small helpers ---------------------------------------------------- */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -206,50 +207,58 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+static const struct {
+	int status;
+	const char *text;
+} status_texts[] = {
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Payload Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {417, "Expectation Failed"},
+    {421, "Misdirected Request"},
+    {422, "Unprocessable Entity"},
+    {426, "Upgrade Required"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+};
+
 const char *http_status_text(int status)
 {
-	switch (status) {
-	case 100: return "Continue";
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 308: return "Permanent Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 406: return "Not Acceptable";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 410: return "Gone";
-	case 411: return "Length Required";
-	case 412: return "Precondition Failed";
-	case 413: return "Payload Too Large";
-	case 414: return "URI Too Long";
-	case 415: return "Unsupported Media Type";
-	case 417: return "Expectation Failed";
-	case 421: return "Misdirected Request";
-	case 422: return "Unprocessable Entity";
-	case 426: return "Upgrade Required";
-	case 428: return "Precondition Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Unknown";
-	}
+	for (size_t i = 0; i < sizeof(status_texts) / sizeof(status_texts[0]);
+	     i++)
+		if (status_texts[i].status == status)
+			return status_texts[i].text;
+	return "Unknown";
 }
 
 static int hexval(unsigned char ch)
@@ -338,11 +347,11 @@ static struct strview view_or_empty(const char *base, size_t len)
 /* RFC 7231 IMF-fixdate, cached per second of loop time. */
 static const char *server_date(struct http_server *s)
 {
-	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed",
-					    "Thu", "Fri", "Sat" };
-	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr",
-					   "May", "Jun", "Jul", "Aug",
-					   "Sep", "Oct", "Nov", "Dec" };
+	static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed",
+					   "Thu", "Fri", "Sat"};
+	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr",
+					  "May", "Jun", "Jul", "Aug",
+					  "Sep", "Oct", "Nov", "Dec"};
 	time_t now = (time_t)ev_now(s->loop);
 	if (now != s->date_sec || !s->date[0]) {
 		struct tm tm;
@@ -598,11 +607,12 @@ static int build_error_body(char *out, size_t outlen, int status,
 {
 	char msg[HTTP_ERROR_BODY_MAX / 2];
 	json_escape(msg, sizeof(msg), message);
-	int n = snprintf(out, outlen,
-			 "{\"success\":false,\"error\":\"%s\",\"message\":\"%s\","
-			 "\"code\":\"%s\",\"details\":%s}",
-			 http_status_text(status), msg, code,
-			 details_json ? details_json : "{}");
+	int n =
+	    snprintf(out, outlen,
+		     "{\"success\":false,\"error\":\"%s\",\"message\":\"%s\","
+		     "\"code\":\"%s\",\"details\":%s}",
+		     http_status_text(status), msg, code,
+		     details_json ? details_json : "{}");
 	if (n < 0 || (size_t)n >= outlen)
 		return -ENOSPC;
 	return n;
@@ -637,8 +647,8 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 	bool keep = c->keep_alive && !c->peer_eof;
 	conn_wbuf_compact(c);
 	size_t mark = c->wbuf.len;
-	int rc = put_head(c, status, content_type, extra_headers, !no_body,
-			  len, keep);
+	int rc = put_head(c, status, content_type, extra_headers, !no_body, len,
+			  keep);
 	if (!rc && !no_body && !c->head && len)
 		rc = buf_append(&c->wbuf, body, len);
 	if (rc) {
@@ -705,10 +715,11 @@ static void conn_fail(struct http_conn *c, int status, const char *code,
 	if (limit >= 0)
 		snprintf(details, sizeof(details), "{\"limit\":%lld}", limit);
 	c->busy = true;
-	c->head = false;
+	/* parser.method is the failing request's (as far as it got) */
+	c->head = c->parser.method == HTTP_HEAD;
 	c->keep_alive = false;
 	http_respond_error(c, status, code, message,
-			  limit >= 0 ? details : NULL);
+			   limit >= 0 ? details : NULL);
 }
 
 static void conn_fail_body_too_large(struct http_conn *c)
@@ -761,8 +772,8 @@ static void conn_fail_bad_request(struct http_conn *c, const char *why,
 
 /* ---- streams ---------------------------------------------------------- */
 
-int http_stream_begin(struct http_conn *c, int status,
-		      const char *content_type, const char *extra_headers)
+int http_stream_begin(struct http_conn *c, int status, const char *content_type,
+		      const char *extra_headers)
 {
 	if (!c)
 		return -EINVAL;
@@ -773,8 +784,8 @@ int http_stream_begin(struct http_conn *c, int status,
 		return -EINVAL;
 	conn_wbuf_compact(c);
 	size_t mark = c->wbuf.len;
-	int rc = put_head(c, status, content_type, extra_headers, false, 0,
-			  false);
+	int rc =
+	    put_head(c, status, content_type, extra_headers, false, 0, false);
 	if (rc) {
 		conn_wbuf_truncate(c, mark);
 		return rc;
@@ -956,13 +967,13 @@ static int on_message_complete(http_parser *p)
 }
 
 static const http_parser_settings parser_settings = {
-	.on_message_begin = on_message_begin,
-	.on_url = on_url,
-	.on_header_field = on_header_field,
-	.on_header_value = on_header_value,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_message_complete,
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
 };
 
 static struct strview hdr_view(const struct http_conn *c, enum http_hdr h)
@@ -1006,8 +1017,8 @@ static int conn_headers_done(struct http_conn *c)
 	c->phase = PHASE_BODY;
 	c->body_wire = 0;
 	if (has_cl && has_te) {
-		conn_fail_bad_request(c, "Content-Length with Transfer-Encoding",
-				      "", 0);
+		conn_fail_bad_request(
+		    c, "Content-Length with Transfer-Encoding", "", 0);
 		return -1;
 	}
 	if (has_cl && content_length(c, &cl)) {
@@ -1117,8 +1128,8 @@ static void conn_parse(struct http_conn *c)
 	bool was_head = c->phase == PHASE_HEAD;
 	const char *data = c->rbuf + c->rpos;
 	size_t avail = c->rlen - c->rpos;
-	size_t n = http_parser_execute(&c->parser, &parser_settings, data,
-				       avail);
+	size_t n =
+	    http_parser_execute(&c->parser, &parser_settings, data, avail);
 	enum http_errno herr = HTTP_PARSER_ERRNO(&c->parser);
 
 	c->rpos += n;
@@ -1128,6 +1139,10 @@ static void conn_parse(struct http_conn *c)
 		c->hdr_bytes += n;
 	else
 		c->body_wire += n;
+	/* Paused at the end of the head, the parser has not yet consumed the
+	 * blank line's LF; it is part of the head. */
+	if (was_head && c->paused_for == PAUSE_HEADERS)
+		c->hdr_bytes++;
 
 	switch (c->fail) {
 	case FAIL_NONE:
@@ -1164,8 +1179,8 @@ static void conn_parse(struct http_conn *c)
 		return;
 	}
 	if (!was_head &&
-	    c->body_wire > HTTP_BODY_WIRE_FACTOR * s->cfg.body_max +
-				   HTTP_HEADER_MAX) {
+	    c->body_wire >
+		HTTP_BODY_WIRE_FACTOR * s->cfg.body_max + HTTP_HEADER_MAX) {
 		conn_fail_body_too_large(c);
 		return;
 	}
@@ -1242,7 +1257,12 @@ static void conn_read(struct http_conn *c)
 		if (n == 0) {
 			c->peer_eof = true;
 			ev_io_stop(c->srv->loop, &c->rio);
-			if (discard)
+			/* A peer that stops sending while its request is
+			 * outstanding or its stream open has gone away (curl
+			 * and browsers never half-close): close now so the
+			 * handler's later lookup finds nothing. Buffered
+			 * complete requests are still answered. */
+			if (discard || c->busy)
 				conn_close(c, "peer closed");
 			return;
 		}

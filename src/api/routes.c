@@ -29,6 +29,7 @@ static const struct {
 	[ROUTE_SERVICE_STATUS] = { "/api/cluster/service-status", "GET, OPTIONS" },
 	[ROUTE_METRICS] = { "/metrics", "GET, OPTIONS" },
 	[ROUTE_EVENTS] = { "/api/cluster/events", "GET, OPTIONS" },
+	[ROUTE_REPLICA] = { "/api/cluster/replica", "GET, OPTIONS" },
 	[ROUTE_UNKNOWN] = { "unknown", "" },
 };
 
@@ -137,6 +138,7 @@ void route_match(int method, const char *path, size_t len,
 			{ "disable-serving", ROUTE_DISABLE_SERVING },
 			{ "service-status", ROUTE_SERVICE_STATUS },
 			{ "events", ROUTE_EVENTS },
+			{ "replica", ROUTE_REPLICA },
 		};
 		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 			if (strlen(fixed[i].name) == n &&
@@ -462,14 +464,16 @@ int route_build_request(const struct route_match *m, const char *query,
 		}
 	}
 	switch (m->route) {
-	case ROUTE_NODES: {
+	case ROUTE_NODES:
+	case ROUTE_REPLICA: {
 		Ps__ListNodesReq *f = malloc(sizeof(*f));
 		if (!f)
 			return -ENOMEM;
 		ps__list_nodes_req__init(f);
 		out->body_case = PS__REQUEST__BODY_LIST_NODES;
 		out->list_nodes = f;
-		rc = build_filters(query, qlen, f, err);
+		if (m->route == ROUTE_NODES)
+			rc = build_filters(query, qlen, f, err);
 		break;
 	}
 	case ROUTE_NODE: {

@@ -23,8 +23,15 @@ void config_defaults(struct config *c)
 	strcpy(c->cluster_id, "default-cluster");
 	strcpy(c->api_host, "127.0.0.1");
 	c->api_port = 4401;
-	strcpy(c->gossip_host, "0.0.0.0");
-	c->gossip_port = 0; /* derived: api_port + 1000 */
+	c->gossip_host[0] = '\0'; /* derived: api_host */
+	c->gossip_port = 0;       /* derived: api_port + 1000 */
+	/* memberlist's LAN defaults (DefaultLANConfig). */
+	c->probe_interval = 1.0;
+	c->probe_timeout = 0.5;
+	c->indirect_checks = 3;
+	c->suspicion_mult = 4;
+	/* Ethernet's 1500 less IP/UDP headers and tunnel headroom. */
+	c->gossip_mtu = 1400;
 	c->ui_port = 0;
 	strcpy(c->data_dir, "var/proxystone");
 	/* The original project's defaults (spec's /cluster/status example). */
@@ -169,6 +176,37 @@ int config_set(struct config *c, const char *key, const char *v,
 			return fail(err, errlen, where, key,
 				    "'%s' is not a port (0-65535)", v);
 		c->gossip_port = (int)n;
+	} else if (!strcmp(key, "coordinator_gossip")) {
+		if (strlen(v) >= sizeof(c->coordinator_gossip) ||
+		    check_hostport(v))
+			return fail(err, errlen, where, key,
+				    "'%s' is not host:port", v);
+		strcpy(c->coordinator_gossip, v);
+	} else if (!strcmp(key, "probe_interval")) {
+		if (parse_seconds(v, 0.01, 60, &d))
+			return fail(err, errlen, where, key,
+				    "'%s' is not seconds in 0.01-60", v);
+		c->probe_interval = d;
+	} else if (!strcmp(key, "probe_timeout")) {
+		if (parse_seconds(v, 0.005, 60, &d))
+			return fail(err, errlen, where, key,
+				    "'%s' is not seconds in 0.005-60", v);
+		c->probe_timeout = d;
+	} else if (!strcmp(key, "indirect_checks")) {
+		if (parse_long(v, 0, 8, &n))
+			return fail(err, errlen, where, key,
+				    "'%s' is not a count in 0-8", v);
+		c->indirect_checks = (int)n;
+	} else if (!strcmp(key, "suspicion_mult")) {
+		if (parse_seconds(v, 1, 100, &d))
+			return fail(err, errlen, where, key,
+				    "'%s' is not a number in 1-100", v);
+		c->suspicion_mult = d;
+	} else if (!strcmp(key, "gossip_mtu")) {
+		if (parse_long(v, 548, 65507, &n))
+			return fail(err, errlen, where, key,
+				    "'%s' is not bytes in 548-65507", v);
+		c->gossip_mtu = (int)n;
 	} else if (!strcmp(key, "ui_port")) {
 		if (parse_long(v, 0, PORT_MAX, &n))
 			return fail(err, errlen, where, key,
@@ -315,6 +353,26 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		c->gossip_port = c->api_port + 1000 <= PORT_MAX
 					 ? c->api_port + 1000
 					 : 0;
+	if (!c->gossip_host[0])
+		strcpy(c->gossip_host, c->api_host);
+	if (c->probe_timeout >= c->probe_interval) {
+		snprintf(err, errlen, "%s: probe_timeout: must be shorter than probe_interval",
+			 c->path[0] ? c->path : "config");
+		return -EINVAL;
+	}
+	if (c->cluster_ip[0] && !c->coordinator_gossip[0]) {
+		/* The seed's convention: gossip port = API port + 1000. */
+		const char *colon = strrchr(c->cluster_ip, ':');
+		int port = atoi(colon + 1) + 1000;
+		if (port > PORT_MAX) {
+			snprintf(err, errlen, "%s: coordinator_gossip: cannot derive it from cluster_ip; set it",
+				 c->path[0] ? c->path : "config");
+			return -EINVAL;
+		}
+		snprintf(c->coordinator_gossip, sizeof(c->coordinator_gossip),
+			 "%.*s:%d", (int)(colon - c->cluster_ip), c->cluster_ip,
+			 port);
+	}
 	if (c->role == ROLE_WORKER && !c->cluster_ip[0]) {
 		snprintf(err, errlen, "%s: cluster_ip: a worker needs the coordinator's host:port",
 			 c->path[0] ? c->path : "config");

@@ -12,6 +12,9 @@
  */
 #include "proxystone/membership.h"
 #include "proxystone/config.h"
+#include "proxystone/fetch.h"
+#include "proxystone/gossip.h"
+#include "proxystone/node_meta.h"
 #include "proxystone/ipc.h"
 #include "proxystone/log.h"
 #include "proxystone/registry.h"
@@ -41,6 +44,18 @@
 #define STORE_RETRY_INTERVAL 1.0
 /* Expiry scan period bound: a few scans per node_timeout, at most 1 s apart. */
 #define EXPIRE_SCAN_MAX 1.0
+/* A graceful leave gets this long to reach the others before we exit;
+ * dissemination takes a few gossip intervals (0.2 s each). */
+#define LEAVE_GRACE 1.0
+/* Coordinator: registry-version updates in our member record at most this
+ * often, so a burst of registrations costs one gossip update, not many. */
+#define META_VERSION_MIN_INTERVAL 0.5
+/* Worker: fetch the registry at most this often, and at least this often
+ * (anti-entropy even when no version news arrives). */
+#define REPLICA_FETCH_MIN_INTERVAL 0.5
+#define REPLICA_SYNC_INTERVAL 10.0
+/* A fetch that takes longer has failed: the coordinator answers in ms. */
+#define REPLICA_FETCH_TIMEOUT 5.0
 /* An error message we put in a reply. */
 #define ERR_MSG_MAX 512
 
@@ -81,11 +96,32 @@ struct membership {
 	struct held_reply held[COMMIT_PENDING_MAX];
 	size_t nheld;
 	struct buf held_frames;
+	/* Gossip (NULL when gossip_port = 0). */
+	struct gossip *gossip;
+	bool leaving;
+	double leave_started;
+	ev_timer leave_timer, meta_timer;
+	uint32_t http_connections;     /* reported by the api process */
+	uint64_t meta_version_sent;    /* registry version in our record */
+	double meta_sent_at;
+	/* Worker: the coordinator as gossip knows it, and our replica. */
+	char coord_id[NODE_ID_MAX + 1];
+	uint64_t coord_version;        /* newest version the coordinator announced */
+	uint64_t replica_version;      /* version our registry copy holds */
+	struct fetch *fetch;
+	double fetch_at;
+	ev_timer replica_timer;
 	/* Counters for /metrics. */
+	uint64_t n_replica_fetches, n_replica_failures, n_gossip_registered;
 	uint64_t n_requests, n_bad_frames, n_clients_rejected;
 	uint64_t n_saves, n_save_failures, n_expired, n_snapshot_damaged;
 	double save_seconds;
 };
+
+static bool is_coordinator(const struct membership *m)
+{
+	return m->cfg->role == ROLE_COORDINATOR;
+}
 
 static void self_refresh(struct membership *m)
 {
@@ -229,11 +265,21 @@ static void commit(struct membership *m)
 	buf_reset(&m->held_frames);
 }
 
+static void publish_meta(struct membership *m);
+static void gossip_refresh(struct membership *m);
+
 static void on_commit_prepare(struct ev_loop *loop, ev_prepare *w, int rev)
 {
 	(void)loop;
 	(void)rev;
-	commit(w->data);
+	struct membership *m = w->data;
+	commit(m);
+	/* Announce a new registry version, at a bounded rate (the expire
+	 * timer comes back within a second for one held back here). */
+	if (m->gossip && is_coordinator(m) &&
+	    m->reg.version != m->meta_version_sent &&
+	    time_mono() - m->meta_sent_at >= META_VERSION_MIN_INTERVAL)
+		publish_meta(m);
 }
 
 static void on_flush_timer(struct ev_loop *loop, ev_timer *w, int rev)
@@ -253,14 +299,446 @@ static void on_expire_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	(void)rev;
 	struct membership *m = w->data;
 	self_refresh(m);
-	size_t n = registry_expire(&m->reg, time_mono(), m->cfg->node_timeout,
-				   m->self_id);
+	gossip_refresh(m);
+	/* Workers hold the coordinator's verdicts; only it expires nodes. */
+	size_t n = is_coordinator(m)
+			   ? registry_expire(&m->reg, time_mono(),
+					     m->cfg->node_timeout, m->self_id)
+			   : 0;
 	if (n) {
 		m->n_expired += n;
 		m->dirty_lazy = true;
 		log_info("%zu node(s) inactive: no heartbeat within %.1f s", n,
 			 m->cfg->node_timeout);
 	}
+}
+
+
+/* ---- gossip ------------------------------------------------------------- */
+
+static const char *advertise_host(const struct config *cfg)
+{
+	const char *h = cfg->advertise_host[0] ? cfg->advertise_host
+					       : cfg->api_host;
+	return strcmp(h, "0.0.0.0") ? h : "127.0.0.1";
+}
+
+static void platform_name(char out[65])
+{
+	struct utsname u;
+	if (uname(&u) < 0)
+		snprintf(u.sysname, sizeof(u.sysname), "unknown");
+	snprintf(out, 65, "%s", u.sysname);
+	for (char *p = out; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+}
+
+/* Publishes our member record's payload: the heartbeat data. */
+static void publish_meta(struct membership *m)
+{
+	if (!m->gossip || m->leaving)
+		return;
+	char platform[65];
+	platform_name(platform);
+	Ps__NodeMeta meta = PS__NODE_META__INIT;
+	meta.role = (char *)config_role_name(m->cfg->role);
+	meta.url = (char *)m->cfg->node_url;
+	meta.cluster_id = (char *)m->cfg->cluster_id;
+	meta.has_serving = true;
+	meta.serving = m->serving;
+	double load, mem;
+	node_meta_sample(&load, &mem);
+	meta.has_load = load >= 0;
+	meta.load = (double)(long long)(load * 100) / 100;
+	meta.has_memory = mem >= 0;
+	meta.memory = (double)(long long)(mem * 100) / 100;
+	meta.has_connections = true;
+	meta.connections = m->http_connections;
+	meta.version = PS_VERSION;
+	meta.platform = platform;
+	meta.has_start_time_ms = true;
+	meta.start_time_ms = m->start_ms;
+	if (is_coordinator(m)) {
+		meta.has_registry_version = true;
+		meta.registry_version = m->reg.version;
+	}
+	uint8_t buf[SWIM_META_MAX];
+	size_t len;
+	if (node_meta_pack(&meta, buf, sizeof(buf), &len)) {
+		log_error("our gossip record does not fit %d bytes (url too long?)",
+			  SWIM_META_MAX);
+		return;
+	}
+	gossip_set_meta(m->gossip, buf, len);
+	m->meta_version_sent = m->reg.version;
+	m->meta_sent_at = time_mono();
+}
+
+static void on_meta_timer(struct ev_loop *loop, ev_timer *w, int rev)
+{
+	(void)loop;
+	(void)rev;
+	publish_meta(w->data);
+}
+
+static Ps__NodeStatus status_from_swim(enum swim_status st, bool serving)
+{
+	switch (st) {
+	case SWIM_ALIVE:
+		return serving ? PS__NODE_STATUS__NODE_ACTIVE
+			       : PS__NODE_STATUS__NODE_DISABLED;
+	case SWIM_SUSPECT:
+		return PS__NODE_STATUS__NODE_SUSPECT;
+	case SWIM_LEFT:
+		return PS__NODE_STATUS__NODE_LEFT;
+	default:
+		return PS__NODE_STATUS__NODE_INACTIVE;
+	}
+}
+
+static void fmt_addr(const struct swim_addr *a, char out[32])
+{
+	snprintf(out, 32, "%u.%u.%u.%u:%u", a->ip >> 24, (a->ip >> 16) & 255,
+		 (a->ip >> 8) & 255, a->ip & 255, a->port);
+}
+
+/*
+ * Coordinator: turns what gossip says about a member into its registry
+ * entry. A member is registered the first time its record (with a role
+ * and url) arrives; later records update its metadata and status.
+ */
+static void coordinator_apply(struct membership *m, const char *id,
+			      const struct swim_event *ev,
+			      const Ps__NodeMeta *meta)
+{
+	struct reg_node *n = registry_find(&m->reg, id);
+	bool serving = !meta || !meta->has_serving || meta->serving;
+	if (meta && meta->url && meta->role &&
+	    (!n || strcmp(n->pb.url, meta->url) ||
+	     strcmp(n->pb.role, meta->role))) {
+		struct buf json;
+		buf_init(&json, m->cfg->metadata_max);
+		node_meta_to_json(meta, &json);
+		Ps__RegisterReq req = PS__REGISTER_REQ__INIT;
+		req.url = meta->url;
+		req.role = meta->role;
+		req.cluster_id = meta->cluster_id;
+		req.metadata_json = json.base;
+		char err[ERR_MSG_MAX];
+		bool created;
+		int rc = registry_register(&m->reg, &req, id,
+					   m->cfg->cluster_id, time_wall_ms(),
+					   time_mono(), &n, &created, err,
+					   sizeof(err));
+		buf_fini(&json);
+		if (rc) {
+			log_warn("gossip member %s not registered: %s", id,
+				 err);
+			return;
+		}
+		n->pb.has_gossip = true;
+		n->pb.gossip = true;
+		m->dirty_sync = true;
+		if (created) {
+			m->n_gossip_registered++;
+			log_info("registered %s (%s) at %s via gossip", id,
+				 meta->role, meta->url);
+		}
+	} else if (n && meta && (ev->what & SWIM_EV_META)) {
+		/* Heartbeat data only: refresh it without a new registry
+		 * version; it reaches disk with the next lazy flush. */
+		struct buf json;
+		buf_init(&json, m->cfg->metadata_max);
+		if (node_meta_to_json(meta, &json) == 0 && json.base) {
+			free(n->pb.metadata_json);
+			n->pb.metadata_json = json.base;
+			m->dirty_lazy = true;
+		} else {
+			buf_fini(&json);
+		}
+	}
+	if (!n)
+		return;
+	char addr[32];
+	fmt_addr(&ev->addr, addr);
+	if (!n->pb.gossip_addr || strcmp(n->pb.gossip_addr, addr)) {
+		char *a = strdup(addr);
+		if (a) {
+			free(n->pb.gossip_addr);
+			n->pb.gossip_addr = a;
+		}
+	}
+	n->pb.has_gossip = n->pb.gossip = true;
+	Ps__NodeStatus next = status_from_swim(ev->status, serving);
+	if (n->pb.status != next) {
+		log_info("%s: %s -> %s (gossip)", id,
+			 registry_status_name(n->pb.status),
+			 registry_status_name(next));
+		registry_set_status(&m->reg, n, next);
+		m->dirty_lazy = true;
+	}
+	if (ev->status == SWIM_ALIVE || ev->status == SWIM_SUSPECT) {
+		n->last_heard = time_mono();
+		n->pb.last_seen_ms = time_wall_ms();
+	}
+}
+
+static void replica_fetch(struct membership *m);
+
+static void on_gossip_event(void *ud, const struct swim_event *ev)
+{
+	struct membership *m = ud;
+	char id[SWIM_ID_STR_LEN];
+	swim_id_format(&ev->id, id);
+	Ps__NodeMeta *meta = ev->meta_len
+				     ? ps__node_meta__unpack(NULL, ev->meta_len,
+							     ev->meta)
+				     : NULL;
+	if (ev->what & SWIM_EV_NEW)
+		log_debug("gossip: met %s (%s)", id,
+			  swim_status_name(ev->status));
+	if (meta && meta->role && !strcmp(meta->role, "coordinator")) {
+		snprintf(m->coord_id, sizeof(m->coord_id), "%s", id);
+		if (meta->has_registry_version &&
+		    meta->registry_version > m->coord_version)
+			m->coord_version = meta->registry_version;
+	}
+	if (is_coordinator(m))
+		coordinator_apply(m, id, ev, meta);
+	else if (m->coord_version > m->replica_version)
+		replica_fetch(m);
+	if (meta)
+		ps__node_meta__free_unpacked(meta, NULL);
+}
+
+/* Copies gossip's view (liveness, round-trip times) into the registry. */
+static void gossip_refresh(struct membership *m)
+{
+	if (!m->gossip)
+		return;
+	struct swim *s = gossip_swim(m->gossip);
+	size_t count = swim_member_count(s);
+	double now = time_mono();
+	int64_t wall = time_wall_ms();
+	for (size_t i = 0; i < count; i++) {
+		struct swim_member_info mi;
+		if (swim_member_get(s, i, &mi) || mi.is_self)
+			continue;
+		char id[SWIM_ID_STR_LEN];
+		swim_id_format(&mi.id, id);
+		struct reg_node *n = registry_find(&m->reg, id);
+		if (!n)
+			continue;
+		if (mi.rtt_ms >= 0) {
+			n->pb.has_response_time_ms = true;
+			n->pb.response_time_ms =
+				(double)(long long)(mi.rtt_ms * 1000) / 1000;
+		}
+		if (is_coordinator(m) &&
+		    (mi.status == SWIM_ALIVE || mi.status == SWIM_SUSPECT)) {
+			n->last_heard = now;
+			if (mi.last_heard >= 0)
+				n->pb.last_seen_ms =
+					wall - (int64_t)((now - mi.last_heard) *
+							 1000);
+		}
+	}
+}
+
+static bool coordinator_alive(struct membership *m)
+{
+	if (is_coordinator(m))
+		return true;
+	if (!m->gossip || !m->coord_id[0])
+		return false;
+	struct swim_id id;
+	if (swim_id_parse(m->coord_id, &id))
+		return false;
+	return swim_member_status(gossip_swim(m->gossip), &id) == SWIM_ALIVE;
+}
+
+/* ---- worker: the registry replica -------------------------------------- */
+
+/* Replaces our registry with the coordinator's (keeping our own entry). */
+static void replica_install(struct membership *m, const Ps__Reply *r)
+{
+	struct registry next;
+	registry_init(&next, m->cfg->metadata_max);
+	double now = time_mono();
+	size_t bad = 0;
+	for (size_t i = 0; i < r->n_nodes; i++)
+		if (registry_load_node(&next, r->nodes[i], now))
+			bad++;
+	struct reg_node *self = registry_find(&m->reg, m->self_id);
+	if (self && !registry_find(&next, m->self_id))
+		registry_load_node(&next, &self->pb, now);
+	registry_fini(&m->reg);
+	m->reg = next;
+	m->replica_version = r->registry_version;
+	if (r->registry_version > m->coord_version)
+		m->coord_version = r->registry_version;
+	self_refresh(m);
+	gossip_refresh(m);
+	m->dirty_lazy = true;
+	if (bad)
+		log_warn("replica: skipped %zu invalid entries", bad);
+	log_debug("replica: version %llu, %zu nodes",
+		  (unsigned long long)m->replica_version, m->reg.n);
+}
+
+static void on_replica_fetched(void *ud, int status, const char *body,
+			       size_t len)
+{
+	struct membership *m = ud;
+	m->fetch = NULL;
+	Ps__Reply *r = status == 200 ? ps__reply__unpack(NULL, len,
+							 (const uint8_t *)body)
+				     : NULL;
+	if (!r || r->error) {
+		m->n_replica_failures++;
+		log_debug("replica fetch failed (%d)", status);
+	} else {
+		m->n_replica_fetches++;
+		replica_install(m, r);
+	}
+	if (r)
+		ps__reply__free_unpacked(r, NULL);
+	if (m->coord_version > m->replica_version)
+		ev_timer_start(m->loop, &m->replica_timer);
+}
+
+static void replica_fetch(struct membership *m)
+{
+	if (is_coordinator(m) || m->fetch || m->leaving)
+		return;
+	double now = time_mono();
+	if (now - m->fetch_at < REPLICA_FETCH_MIN_INTERVAL) {
+		/* Too soon: the replica timer retries shortly. */
+		ev_timer_stop(m->loop, &m->replica_timer);
+		ev_timer_set(&m->replica_timer,
+			     REPLICA_FETCH_MIN_INTERVAL - (now - m->fetch_at),
+			     REPLICA_SYNC_INTERVAL);
+		ev_timer_start(m->loop, &m->replica_timer);
+		return;
+	}
+	char host[CONFIG_STR_MAX];
+	const char *colon = strrchr(m->cfg->cluster_ip, ':');
+	snprintf(host, sizeof(host), "%.*s",
+		 (int)(colon - m->cfg->cluster_ip), m->cfg->cluster_ip);
+	m->fetch_at = now;
+	m->fetch = fetch_get(m->loop, host, atoi(colon + 1),
+			     "/api/cluster/replica", REPLICA_FETCH_TIMEOUT,
+			     IPC_FRAME_MAX, on_replica_fetched, m);
+	if (!m->fetch)
+		m->n_replica_failures++;
+}
+
+static void on_replica_timer(struct ev_loop *loop, ev_timer *w, int rev)
+{
+	(void)loop;
+	(void)rev;
+	struct membership *m = w->data;
+	ev_timer_set(w, REPLICA_SYNC_INTERVAL, REPLICA_SYNC_INTERVAL);
+	ev_timer_again(m->loop, w);
+	replica_fetch(m);
+}
+
+static int gossip_start(struct membership *m)
+{
+	const struct config *cfg = m->cfg;
+	if (cfg->gossip_port == 0) {
+		log_info("gossip off (gossip_port = 0)");
+		return 0;
+	}
+	struct swim_config sc;
+	swim_config_defaults(&sc);
+	snprintf(sc.cluster_id, sizeof(sc.cluster_id), "%s", cfg->cluster_id);
+	sc.mtu = (size_t)cfg->gossip_mtu;
+	sc.probe_interval = cfg->probe_interval;
+	sc.probe_timeout = cfg->probe_timeout;
+	sc.indirect_checks = (unsigned)cfg->indirect_checks;
+	sc.suspicion_mult = cfg->suspicion_mult;
+	char err[ERR_MSG_MAX];
+	if (swim_config_check(&sc, err, sizeof(err))) {
+		log_error("gossip configuration: %s", err);
+		return -EINVAL;
+	}
+	uint64_t seed;
+	uuid_t u;
+	uuid_generate_random(u);
+	memcpy(&seed, u, sizeof(seed));
+	struct gossip_params gp = {
+		.bind_host = cfg->gossip_host,
+		.port = cfg->gossip_port,
+		.advertise_host = advertise_host(cfg),
+		.self_id = m->self_id,
+		.seed = seed,
+	};
+	int rc = gossip_new(m->loop, &sc, &gp, on_gossip_event, m, &m->gossip,
+			    err, sizeof(err));
+	if (rc) {
+		log_error("gossip: %s", err);
+		return rc;
+	}
+	struct reg_node *self = registry_find(&m->reg, m->self_id);
+	char addr[48];
+	snprintf(addr, sizeof(addr), "%s:%d", gp.advertise_host, gp.port);
+	if (self) {
+		free(self->pb.gossip_addr);
+		self->pb.gossip_addr = strdup(addr);
+	}
+	publish_meta(m);
+	if (cfg->coordinator_gossip[0] && !is_coordinator(m)) {
+		char host[CONFIG_STR_MAX];
+		const char *colon = strrchr(cfg->coordinator_gossip, ':');
+		snprintf(host, sizeof(host), "%.*s",
+			 (int)(colon - cfg->coordinator_gossip),
+			 cfg->coordinator_gossip);
+		rc = gossip_add_seed(m->gossip, host, atoi(colon + 1));
+		if (rc && rc != -EEXIST)
+			log_error("coordinator_gossip %s: %s",
+				  cfg->coordinator_gossip, strerror(-rc));
+	}
+	/* After a restart, ping the gossiping nodes we knew: the cluster
+	 * reforms without waiting for them to find us. */
+	size_t seeds = 0;
+	for (size_t i = 0; i < m->reg.n && seeds < SWIM_SEEDS_MAX; i++) {
+		Ps__Node *pb = &m->reg.nodes[i]->pb;
+		if (!pb->gossip_addr || !strcmp(pb->id, m->self_id) ||
+		    pb->status == PS__NODE_STATUS__NODE_LEFT)
+			continue;
+		char host[64];
+		const char *colon = strrchr(pb->gossip_addr, ':');
+		if (!colon || colon - pb->gossip_addr >= (long)sizeof(host))
+			continue;
+		snprintf(host, sizeof(host), "%.*s",
+			 (int)(colon - pb->gossip_addr), pb->gossip_addr);
+		if (gossip_add_seed(m->gossip, host, atoi(colon + 1)) == 0)
+			seeds++;
+	}
+	log_info("gossip on udp %s:%d as %s (cluster %s)", cfg->gossip_host,
+		 cfg->gossip_port, addr, cfg->cluster_id);
+	ev_timer_init(&m->meta_timer, on_meta_timer, cfg->heartbeat_interval,
+		      cfg->heartbeat_interval);
+	m->meta_timer.data = m;
+	ev_timer_start(m->loop, &m->meta_timer);
+	if (!is_coordinator(m)) {
+		ev_timer_init(&m->replica_timer, on_replica_timer, 0,
+			      REPLICA_SYNC_INTERVAL);
+		m->replica_timer.data = m;
+		ev_timer_start(m->loop, &m->replica_timer);
+	}
+	return 0;
+}
+
+static void on_leave_timer(struct ev_loop *loop, ev_timer *w, int rev)
+{
+	(void)rev;
+	struct membership *m = w->data;
+	if (gossip_leave_done(m->gossip) ||
+	    time_mono() - m->leave_started >= LEAVE_GRACE)
+		ev_break(loop, EVBREAK_ALL);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -339,11 +817,6 @@ static bool writes_refused(struct membership *m, Ps__Reply *r, Ps__Error *e)
 	return true;
 }
 
-static bool is_coordinator(const struct membership *m)
-{
-	return m->cfg->role == ROLE_COORDINATOR;
-}
-
 static bool not_coordinator(struct membership *m, Ps__Reply *r, Ps__Error *e,
 			    char *msg, size_t msglen)
 {
@@ -354,6 +827,10 @@ static bool not_coordinator(struct membership *m, Ps__Reply *r, Ps__Error *e,
 		 m->cfg->coordinator_url);
 	error_reply(r, e, 409, "NOT_COORDINATOR", msg);
 	r->coordinator_url = (char *)m->cfg->coordinator_url;
+	static char details[CONFIG_STR_MAX + 64];
+	snprintf(details, sizeof(details), "{\"coordinatorUrl\":\"%.200s\"}",
+		 m->cfg->coordinator_url);
+	e->details_json = details;
 	return true;
 }
 
@@ -374,6 +851,11 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 	r.id = req->id;
 	r.has_registry_version = true;
 	m->n_requests++;
+	if (req->body_case == PS__REQUEST__BODY_REPORT) {
+		/* One-way: the api's numbers for our gossip record. */
+		m->http_connections = req->report->http_connections;
+		return;
+	}
 	switch (req->body_case) {
 	case PS__REQUEST__BODY_REGISTER: {
 		if (not_coordinator(m, &r, &e, msg, sizeof(msg)) ||
@@ -471,8 +953,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		n = registry_find(&m->reg, m->self_id);
 		r.self = n ? &n->pb : NULL;
 		r.has_coordinator_healthy = true;
-		/* We are the coordinator; workers learn this from gossip. */
-		r.coordinator_healthy = is_coordinator(m);
+		r.coordinator_healthy = coordinator_alive(m);
 		break;
 	}
 	case PS__REQUEST__BODY_GET_NODE:
@@ -511,6 +992,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			m->changed_ms = time_wall_ms();
 			log_info("serving %s", m->serving ? "enabled"
 							  : "disabled (maintenance)");
+			self_refresh(m);
+			publish_meta(m);
 		}
 		m->dirty_sync = durable = true;
 		/* The reply carries the new status. */
@@ -525,6 +1008,10 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		r.service = &svc;
 		break;
 	case PS__REQUEST__BODY_GET_STATS: {
+		struct swim_stats gs;
+		memset(&gs, 0, sizeof(gs));
+		if (m->gossip)
+			swim_stats_get(gossip_swim(m->gossip), &gs);
 		struct {
 			const char *name, *labels, *help;
 			double v;
@@ -540,6 +1027,31 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			{ "proxystone_snapshot_damaged_total", NULL, "Damaged snapshots found at start-up", (double)m->n_snapshot_damaged },
 			{ "proxystone_storage_available", NULL, "1 if the data directory accepts writes", m->store_failed ? 0.0 : 1.0 },
 			{ "proxystone_nodes_expired_total", NULL, "Nodes marked inactive for missing heartbeats", (double)m->n_expired },
+			{ "proxystone_gossip_packets_total", "dir=\"sent\"", "Gossip datagrams", (double)gs.packets_sent },
+			{ "proxystone_gossip_packets_total", "dir=\"received\"", "Gossip datagrams", (double)gs.packets_received },
+			{ "proxystone_gossip_bytes_total", "dir=\"sent\"", "Gossip bytes", (double)gs.bytes_sent },
+			{ "proxystone_gossip_bytes_total", "dir=\"received\"", "Gossip bytes", (double)gs.bytes_received },
+			{ "proxystone_gossip_dropped_total", "reason=\"bad_cluster\"", "Gossip datagrams dropped", (double)gs.dropped_bad_cluster },
+			{ "proxystone_gossip_dropped_total", "reason=\"bad_version\"", "Gossip datagrams dropped", (double)gs.dropped_bad_version },
+			{ "proxystone_gossip_dropped_total", "reason=\"malformed\"", "Gossip datagrams dropped", (double)gs.dropped_malformed },
+			{ "proxystone_gossip_dropped_total", "reason=\"misdirected\"", "Gossip datagrams dropped", (double)gs.dropped_misdirected },
+			{ "proxystone_gossip_dropped_total", "reason=\"queue_full\"", "Gossip datagrams dropped", (double)(gs.dropped_outq + gs.dropped_events + gs.dropped_relays) },
+			{ "proxystone_gossip_send_errors_total", NULL, "Gossip datagrams the socket refused", m->gossip ? (double)gossip_send_errors(m->gossip) : 0.0 },
+			{ "proxystone_gossip_members", "status=\"alive\"", "Members in the gossip table", (double)gs.alive },
+			{ "proxystone_gossip_members", "status=\"suspect\"", "Members in the gossip table", (double)gs.suspect },
+			{ "proxystone_gossip_members", "status=\"dead\"", "Members in the gossip table", (double)gs.dead },
+			{ "proxystone_gossip_members", "status=\"left\"", "Members in the gossip table", (double)gs.left },
+			{ "proxystone_gossip_probes_total", NULL, "Direct probes", (double)gs.probes },
+			{ "proxystone_gossip_probe_failures_total", NULL, "Probes without an ack", (double)gs.probe_failures },
+			{ "proxystone_gossip_indirect_probes_total", NULL, "Ping-reqs sent", (double)gs.indirect_probes },
+			{ "proxystone_gossip_nacks_total", "dir=\"sent\"", "Lifeguard nacks", (double)gs.nacks_sent },
+			{ "proxystone_gossip_nacks_total", "dir=\"received\"", "Lifeguard nacks", (double)gs.nacks_received },
+			{ "proxystone_gossip_suspicions_total", NULL, "Members we suspected", (double)gs.suspects },
+			{ "proxystone_gossip_refutations_total", NULL, "Suspicions of us we refuted", (double)gs.refutes },
+			{ "proxystone_gossip_local_health", NULL, "Lifeguard local health score (0 = healthy)", (double)gs.local_health },
+			{ "proxystone_gossip_incarnation", NULL, "Our incarnation number", (double)gs.incarnation },
+			{ "proxystone_replica_fetches_total", "result=\"ok\"", "Registry replica fetches (workers)", (double)m->n_replica_fetches },
+			{ "proxystone_replica_fetches_total", "result=\"failed\"", "Registry replica fetches (workers)", (double)m->n_replica_failures },
 		};
 		size_t k = sizeof(cs) / sizeof(cs[0]);
 		counters = calloc(k, sizeof(*counters));
@@ -565,7 +1077,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		error_reply(&r, &e, 400, "BAD_REQUEST", "Unknown request");
 		break;
 	}
-	r.registry_version = m->reg.version;
+	r.registry_version = is_coordinator(m) ? m->reg.version
+					       : m->replica_version;
 	if (durable && !r.error)
 		hold_reply(m, c, &r);
 	else
@@ -648,8 +1161,21 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int rev)
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int rev)
 {
 	(void)rev;
-	log_info("stopping on %s", strsignal(w->signum));
-	ev_break(loop, EVBREAK_ALL);
+	struct membership *m = w->data;
+	if (m->leaving || !m->gossip) {
+		log_info("stopping on %s", strsignal(w->signum));
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	/* Graceful leave: peers mark us `left` at once instead of waiting
+	 * for a failure detector to notice. */
+	log_info("stopping on %s: leaving the cluster", strsignal(w->signum));
+	m->leaving = true;
+	m->leave_started = time_mono();
+	gossip_leave(m->gossip);
+	ev_timer_init(&m->leave_timer, on_leave_timer, 0.05, 0.05);
+	m->leave_timer.data = m;
+	ev_timer_start(loop, &m->leave_timer);
 }
 
 /* Makes sure this node's own entry exists and says who we are. */
@@ -749,8 +1275,11 @@ int membership_main(const struct config *cfg, int sup_fd)
 	ev_prepare_start(m->loop, &m->commit_prep);
 	ev_signal_init(&m->sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&m->sigint, on_stop_signal, SIGINT);
+	m->sigterm.data = m->sigint.data = m;
 	ev_signal_start(m->loop, &m->sigterm);
 	ev_signal_start(m->loop, &m->sigint);
+	if (gossip_start(m))
+		return 1;
 	if (sup_fd >= 0) {
 		child_keepalive_start(m->loop, sup_fd);
 		child_notify_ready(sup_fd);
@@ -762,6 +1291,9 @@ int membership_main(const struct config *cfg, int sup_fd)
 	commit(m);
 	if (m->dirty_lazy || m->dirty_sync)
 		save_now(m);
+	if (m->fetch)
+		fetch_cancel(m->fetch);
+	gossip_free(m->gossip);
 	while (m->clients)
 		ipc_conn_close(m->clients->conn, 0);
 	close(m->listen_fd);

@@ -84,6 +84,7 @@ static void node_free(struct reg_node *n)
 	}
 	free(pb->capabilities);
 	free(pb->metadata_json);
+	free(pb->gossip_addr);
 	free(n);
 }
 
@@ -165,7 +166,16 @@ static bool url_valid(const char *url)
 		rest = url + 8;
 	else
 		return false;
-	if (n > NODE_URL_MAX || !*rest || *rest == '/' || *rest == ':')
+	if (n > NODE_URL_MAX)
+		return false;
+	/* The authority (up to the first '/', '?' or '#') must hold a host:
+	 * no userinfo, and a name or address before any port. */
+	size_t alen = strcspn(rest, "/?#");
+	if (alen == 0 || memchr(rest, '@', alen))
+		return false;
+	char c0 = rest[0];
+	if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z') ||
+	      (c0 >= '0' && c0 <= '9') || c0 == '['))
 		return false;
 	for (const char *p = url; *p; p++)
 		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '"' ||
@@ -454,6 +464,13 @@ int registry_load_node(struct registry *r, const Ps__Node *pb,
 	n->pb.status = pb->status;
 	n->pb.has_gossip = pb->has_gossip;
 	n->pb.gossip = pb->gossip;
+	n->pb.has_response_time_ms = pb->has_response_time_ms;
+	n->pb.response_time_ms = pb->response_time_ms;
+	if (pb->gossip_addr && !(n->pb.gossip_addr = strdup(pb->gossip_addr))) {
+		registry_remove(r, pb->id);
+		r->version = v;
+		return -ENOMEM;
+	}
 	r->version = v;
 	return 0;
 }

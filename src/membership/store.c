@@ -94,9 +94,14 @@ int store_save(const char *path, const Ps__Snapshot *snap, char *err,
 	put32(data + 12, store_crc32(data + STORE_HEADER_LEN, n));
 
 	char tmp[PATH_MAX], prev[PATH_MAX], prevtmp[PATH_MAX];
+	if ((size_t)snprintf(prevtmp, sizeof(prevtmp), "%s.prev.tmp", path) >=
+	    sizeof(prevtmp)) {
+		snprintf(err, errlen, "snapshot path too long");
+		free(data);
+		return -ENAMETOOLONG;
+	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	snprintf(prev, sizeof(prev), "%s.prev", path);
-	snprintf(prevtmp, sizeof(prevtmp), "%s.prev.tmp", path);
 	const char *step = "open";
 	int rc = 0;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -1,0 +1,50 @@
+/*
+ * gossip — drives the pure SWIM state machine (swim.h) with a UDP socket
+ * and a libev loop: datagrams and timer expiries in, datagrams and member
+ * events out. Everything protocol-related lives in swim.c; this file only
+ * moves bytes and time.
+ */
+#ifndef PROXYSTONE_GOSSIP_H
+#define PROXYSTONE_GOSSIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxystone/swim.h"
+
+struct ev_loop;
+struct gossip;
+
+/* Called for each member change; ev is valid only during the call. */
+typedef void (*gossip_event_fn)(void *ud, const struct swim_event *ev);
+
+struct gossip_params {
+	const char *bind_host;      /* numeric IPv4 */
+	int port;
+	const char *advertise_host; /* numeric IPv4 peers reach us at */
+	const char *self_id;        /* UUID text */
+	uint64_t seed;              /* PRNG seed */
+};
+
+/* 0 and *out, or -errno with a message in err. */
+int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
+	       const struct gossip_params *p, gossip_event_fn on_event,
+	       void *ud, struct gossip **out, char *err, size_t errlen);
+void gossip_free(struct gossip *g);
+
+/* Numeric IPv4 host (or "localhost") and port. 0, -EINVAL, -EEXIST, -ENOSPC. */
+int gossip_add_seed(struct gossip *g, const char *host, int port);
+int gossip_set_meta(struct gossip *g, const void *meta, size_t len);
+/* Starts a graceful leave; keep the loop running briefly to send it. */
+void gossip_leave(struct gossip *g);
+/* True when a leave has nothing left to disseminate. */
+bool gossip_leave_done(struct gossip *g);
+
+struct swim *gossip_swim(struct gossip *g);
+/* Datagrams the socket failed to send (full buffer, unreachable). */
+uint64_t gossip_send_errors(const struct gossip *g);
+
+/* Parses "a.b.c.d" or "localhost" into host-order IPv4. 0 or -EINVAL. */
+int gossip_parse_ipv4(const char *host, uint32_t *out);
+
+#endif

@@ -1,0 +1,301 @@
+/*
+ * swim — cluster membership and failure detection: SWIM with the Lifeguard
+ * refinements, as a pure state machine.
+ *
+ * The instance makes no system calls, reads no clock, keeps no global state
+ * and draws randomness only from a PRNG seeded at creation. Time comes in
+ * as `now` (monotonic seconds, never decreasing across calls), datagrams
+ * come in through swim_recv(), timers through swim_tick(). What it wants
+ * sent and what it wants the application to know comes out through two
+ * bounded queues the driver drains after every input:
+ *
+ *     for (;;) {
+ *         wait for a datagram or swim_next_deadline(s);
+ *         swim_recv(s, &from, pkt, len, now)  or  swim_tick(s, now);
+ *         while (swim_pop_packet(s, &to, buf, &len)) sendto(to, buf, len);
+ *         while (swim_pop_event(s, &ev)) handle(ev);
+ *     }
+ *
+ * Production drives it with libev and a UDP socket; tests with a virtual
+ * clock and a simulated network (tests/lib/sim.c). Given the same seed and
+ * the same inputs, an instance produces the same outputs.
+ *
+ * Protocol (the paper's names in brackets):
+ *  - Failure detection. Every protocol period (probe_interval) one member is
+ *    probed, in randomized round-robin order over a shuffled member list.
+ *    If no ack arrives within probe_timeout, indirect probes (ping-req) go
+ *    through indirect_checks random members. No ack by the end of the
+ *    period: the member becomes SUSPECT.
+ *  - Suspicion [Lifeguard: dynamic suspicion timeout]. A suspect becomes
+ *    DEAD when its suspicion timer expires. The timer starts at
+ *    max = suspicion_max_mult * min, with
+ *    min = suspicion_mult * log10(N) * probe_interval (N = live members,
+ *    floored at one probe_interval), and shrinks logarithmically towards min
+ *    as independent confirmations arrive (indirect_checks of them reach min).
+ *  - Refutation. Only a member raises its own incarnation. A member that
+ *    hears itself suspected, declared dead or left, or described with stale
+ *    data, raises its incarnation above what it heard and disseminates
+ *    ALIVE. Precedence for one member: higher incarnation wins; at equal
+ *    incarnation DEAD/LEFT > SUSPECT > ALIVE.
+ *  - [Lifeguard: buddy system] A ping to a member we hold as suspect (or
+ *    dead, or whose claims are stale) carries that record first, so the
+ *    member can refute at once.
+ *  - [Lifeguard: local health awareness] A score in [0, health_max - 1]
+ *    rises on failed probes (by the nacks that did not come back, or by 1
+ *    without intermediaries) and on each refutation, falls by 1 on each
+ *    successful probe. Probe interval and probe timeout are multiplied by
+ *    (score + 1): a node that cannot hear its peers slows down instead of
+ *    accusing them.
+ *  - [Lifeguard: nack] The intermediary of a ping-req answers NACK when the
+ *    target stays silent for nack_ratio * probe_timeout, so the requester
+ *    can tell its own trouble (no nacks either) from the target's.
+ *  - Dissemination [infection style]. Every state change is queued once per
+ *    member and piggybacked on every datagram (pings, acks, ping-reqs,
+ *    nacks, syncs), least-transmitted and newest first, filling the MTU.
+ *    Each update is sent retransmit_mult * ceil(log10(N + 1)) times. While
+ *    updates are queued, gossip_nodes random members also get a GOSSIP
+ *    datagram every gossip_interval.
+ *  - Join. swim_add_seed() remembers an address. Until a first peer answers,
+ *    every seed gets a join ping each protocol period; the first peer to
+ *    answer is asked for a full sync of its table (SYNC_REQ/SYNC_RSP, one
+ *    MTU-sized slice per round trip). Seeds whose address no live member
+ *    holds are pinged again every reconnect_interval, so a node rejoins
+ *    after a long partition or a restart of the seed.
+ *  - Anti-entropy. Every sync_interval a random live member is sent a slice
+ *    of our table and answers with a slice of its own (at most
+ *    SWIM_SYNC_PERIODIC_SLICES slices: bounded bytes per member whatever
+ *    the cluster size). Every reconnect_interval one random DEAD member is
+ *    pinged, so the two sides of a healed partition find each other; a
+ *    member heard from again after we had declared it DEAD or LEFT is asked
+ *    for its whole table, which holds what we missed while apart.
+ *  - Restart. A member that comes back with its old id and a fresh state
+ *    learns its old incarnation from the first peer that holds it (the
+ *    peer sends its record back) and refutes it.
+ *  - Leave. swim_leave() raises the incarnation and disseminates LEFT. The
+ *    instance then stops probing but keeps answering and gossiping; the
+ *    driver should keep it running until swim_stats().broadcasts is 0 or a
+ *    second or two has passed, then free it.
+ *  - DEAD and LEFT members are forgotten dead_reap_time after their status
+ *    changed: long after stale gossip about them has died out, so it cannot
+ *    resurrect them.
+ *
+ * Every datagram carries the cluster id and SWIM_PROTO_VERSION; other
+ * clusters' and versions' datagrams, and malformed ones, are dropped and
+ * counted (swim_stats). Every datagram fits cfg->mtu.
+ *
+ * Errors: 0 or a negative errno. Nothing here logs; counters tell.
+ */
+#ifndef PROXYSTONE_SWIM_H
+#define PROXYSTONE_SWIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxystone/swim_proto.h"
+
+/* Members remembered (alive or not). The design's largest cluster is 10,000
+ * members; the rest is room for dead members not yet forgotten. */
+#define SWIM_MEMBERS_MAX 16384
+/* Seed addresses. A handful of coordinators is the expected use. */
+#define SWIM_SEEDS_MAX 16
+/* Bound on cfg.indirect_checks: beyond ~8 intermediaries the Lifeguard paper
+ * measures no further gain, only traffic. */
+#define SWIM_INDIRECT_MAX 8
+/* Bound on cfg.gossip_nodes: fan-out beyond 16 buys no speed at these sizes
+ * and makes each update burst a flood. */
+#define SWIM_GOSSIP_NODES_MAX 16
+/* Bound on cfg.health_max: memberlist's AwarenessMaxMultiplier is 8. */
+#define SWIM_HEALTH_MAX 16
+/* Bound on cfg.retransmit_mult; with log10(N+1) <= 5 this bounds how many
+ * times one update may be sent (SWIM_TRANSMIT_MAX). */
+#define SWIM_RETRANSMIT_MULT_MAX 12
+#define SWIM_TRANSMIT_MAX (SWIM_RETRANSMIT_MULT_MAX * 5)
+/* Table slices per periodic anti-entropy exchange. One MTU each way per
+ * sync_interval keeps the bytes per member independent of the cluster size
+ * (a full table is O(N)); joins and healed partitions pull whole tables. */
+#define SWIM_SYNC_PERIODIC_SLICES 1
+/* Ping-reqs served at once. Each one is a probe another member delegated;
+ * with k = 3 intermediaries and one probe per second per member, even many
+ * simultaneous failures keep this well below 64. Excess ping-reqs are
+ * dropped and counted. */
+#define SWIM_RELAYS_MAX 64
+/* Datagrams waiting in the output queue. One input produces at most a probe,
+ * SWIM_INDIRECT_MAX ping-reqs, SWIM_GOSSIP_NODES_MAX gossips, the nacks of
+ * SWIM_RELAYS_MAX relays and SWIM_SEEDS_MAX join pings; excess is dropped
+ * and counted. */
+#define SWIM_OUTQ_MAX 128
+/* Events waiting in the event queue. One datagram changes at most
+ * SWIM_PACKET_RECORDS_MAX + 1 members; 1024 leaves slack for a driver that
+ * drains late. Excess events are dropped and counted. */
+#define SWIM_EVENTQ_MAX 1024
+
+/* Called for every datagram sent and every datagram received (even dropped
+ * ones), when set in the config: the hook for tools/dump. Runs inside the
+ * swim_* call that caused it; must not call back into the instance. */
+struct swim_trace {
+	bool sent;               /* true: we sent it; false: we received it */
+	double now;
+	struct swim_addr peer;   /* destination or source */
+	size_t size;             /* datagram bytes */
+	int error;               /* received: 0, or why it was dropped */
+	const struct swim_header *hdr; /* NULL if it did not decode */
+	const struct swim_record *records;
+	size_t n_records;
+};
+typedef void (*swim_trace_fn)(void *ctx, const struct swim_trace *t);
+
+/* Defaults (swim_config_defaults) are memberlist's LAN configuration. */
+struct swim_config {
+	char cluster_id[SWIM_CLUSTER_ID_MAX + 1]; /* "" allowed */
+	size_t mtu;               /* 1400: Ethernet 1500 less tunnel headroom */
+	double probe_interval;    /* 1 s (ProbeInterval) */
+	double probe_timeout;     /* 0.5 s (ProbeTimeout) */
+	unsigned indirect_checks; /* 3 (IndirectChecks) */
+	double nack_ratio;        /* 0.8: nack at 80% of the probe timeout */
+	double suspicion_mult;    /* 4 (SuspicionMult) */
+	double suspicion_max_mult; /* 6 (SuspicionMaxTimeoutMult) */
+	unsigned retransmit_mult; /* 4 (RetransmitMult) */
+	double gossip_interval;   /* 0.2 s (GossipInterval) */
+	unsigned gossip_nodes;    /* 3 (GossipNodes) */
+	double gossip_to_dead;    /* 30 s (GossipToTheDeadTime): dead members
+				     still get gossip, so they can refute */
+	double sync_interval;     /* 30 s (PushPullInterval) */
+	double reconnect_interval; /* 5 s: re-ping seeds / one dead member */
+	double dead_reap_time;    /* 120 s: forget DEAD/LEFT members after */
+	unsigned health_max;      /* 8 (AwarenessMaxMultiplier) */
+	swim_trace_fn trace;      /* NULL: no tracing, no cost */
+	void *trace_ctx;
+};
+
+void swim_config_defaults(struct swim_config *cfg);
+/* 0, or -EINVAL with the offending key in err. */
+int swim_config_check(const struct swim_config *cfg, char *err, size_t errlen);
+
+struct swim;
+
+/*
+ * Creates an instance for member `self_id` (UUID text form) gossiping at
+ * `self_addr`. `seed` seeds the instance's PRNG. The config is copied.
+ * Returns 0 and *out, or -EINVAL (bad config or id), -ENOMEM.
+ */
+int swim_new(const struct swim_config *cfg, const char *self_id,
+	     const struct swim_addr *self_addr, uint64_t seed, double now,
+	     struct swim **out);
+void swim_free(struct swim *s);
+
+/* --- Inputs. Each may queue packets and events. --- */
+
+/* Adds a join address (a coordinator). A join ping goes out at once.
+ * 0, -EEXIST (already a seed), -ENOSPC (SWIM_SEEDS_MAX). */
+int swim_add_seed(struct swim *s, const struct swim_addr *addr, double now);
+/* A datagram from `from`. Never fails: bad datagrams are counted. */
+void swim_recv(struct swim *s, const struct swim_addr *from,
+	       const uint8_t *pkt, size_t len, double now);
+/* Runs every timer due at `now`. Call it at swim_next_deadline() (earlier
+ * or later is harmless: early does nothing, late catches up). */
+void swim_tick(struct swim *s, double now);
+/* When swim_tick() next has work, as a `now` value. */
+double swim_next_deadline(const struct swim *s);
+/* Graceful leave: disseminates LEFT, stops probing. Not undoable. */
+void swim_leave(struct swim *s, double now);
+/* Sets our application payload (<= SWIM_META_MAX bytes) and raises our
+ * incarnation so it disseminates. Same bytes again: no-op. Each change is
+ * an update every member hears: keep changes to significant ones. 0,
+ * -EMSGSIZE, -EPERM after swim_leave(). */
+int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len,
+		  double now);
+
+/* --- Outputs. --- */
+
+/* Next datagram to send: to *to, copied into buf. On entry *len is buf's
+ * capacity (give at least cfg->mtu); on return the datagram's length.
+ * false when the queue is empty. */
+bool swim_pop_packet(struct swim *s, struct swim_addr *to, uint8_t *buf,
+		     size_t *len);
+
+enum swim_event_what {
+	SWIM_EV_NEW = 1 << 0,    /* first time in our table */
+	SWIM_EV_STATUS = 1 << 1, /* status changed: prev_status -> status */
+	SWIM_EV_META = 1 << 2,   /* meta changed */
+	SWIM_EV_ADDR = 1 << 3,   /* address changed */
+	SWIM_EV_INCARNATION = 1 << 4, /* incarnation changed */
+	SWIM_EV_FORGOTTEN = 1 << 5,   /* removed from the table (reaped) */
+};
+
+/* A change to another member (never ourselves). */
+struct swim_event {
+	unsigned what; /* enum swim_event_what bits */
+	struct swim_id id;
+	struct swim_addr addr;
+	uint64_t incarnation;
+	enum swim_status status;
+	enum swim_status prev_status; /* SWIM_NONE with SWIM_EV_NEW */
+	double rtt_ms;                /* smoothed probe RTT, < 0: unknown */
+	size_t meta_len;
+	uint8_t meta[SWIM_META_MAX];
+};
+
+/* Next event, copied into *ev; false when none. */
+bool swim_pop_event(struct swim *s, struct swim_event *ev);
+
+/* --- Introspection (/health, /metrics, tools/dump). --- */
+
+struct swim_member_info {
+	struct swim_id id;
+	struct swim_addr addr;
+	enum swim_status status;
+	uint64_t incarnation;
+	bool is_self;
+	double status_since; /* `now` of the last status change */
+	double last_heard;   /* `now` of the last datagram from it, < 0: never */
+	double rtt_ms;       /* smoothed probe round trip, < 0: unknown */
+	size_t meta_len;
+	uint8_t meta[SWIM_META_MAX];
+};
+
+/* Members in the table, ourselves included. */
+size_t swim_member_count(const struct swim *s);
+/* The i-th member (0 <= i < count; order changes between calls that
+ * change state). 0 or -ENOENT. */
+int swim_member_get(const struct swim *s, size_t i,
+		    struct swim_member_info *out);
+/* Member by id. 0 or -ENOENT. */
+int swim_member_find(const struct swim *s, const struct swim_id *id,
+		     struct swim_member_info *out);
+/* Status of member `id` in our view; SWIM_NONE if unknown. O(1). */
+enum swim_status swim_member_status(const struct swim *s,
+				    const struct swim_id *id);
+const struct swim_id *swim_self_id(const struct swim *s);
+uint64_t swim_self_incarnation(const struct swim *s);
+
+struct swim_stats {
+	uint64_t packets_sent, bytes_sent;
+	uint64_t packets_received, bytes_received;
+	uint64_t dropped_bad_cluster; /* another cluster id */
+	uint64_t dropped_bad_version; /* another protocol version */
+	uint64_t dropped_malformed;   /* did not decode or failed a bound */
+	uint64_t dropped_misdirected; /* ping for another id, or from our id */
+	uint64_t dropped_outq;        /* output queue full (SWIM_OUTQ_MAX) */
+	uint64_t dropped_events;      /* event queue full (SWIM_EVENTQ_MAX) */
+	uint64_t dropped_relays;      /* ping-req while SWIM_RELAYS_MAX busy */
+	uint64_t dropped_members;     /* table full (SWIM_MEMBERS_MAX) */
+	uint64_t probes;              /* direct probes started */
+	uint64_t probe_failures;      /* probes that ended without an ack */
+	uint64_t indirect_probes;     /* ping-reqs sent */
+	uint64_t relays;              /* ping-reqs served for others */
+	uint64_t nacks_sent, nacks_received;
+	uint64_t suspects;            /* members we suspected ourselves */
+	uint64_t deaths;              /* suspicions that expired here */
+	uint64_t refutes;             /* times we refuted (false suspicions) */
+	uint64_t updates_sent;        /* records piggybacked */
+	uint64_t syncs;               /* anti-entropy exchanges started */
+	unsigned local_health;        /* Lifeguard score, 0 = healthy */
+	size_t members, alive, suspect, dead, left;
+	size_t broadcasts;            /* updates still to disseminate */
+	uint64_t incarnation;         /* ours */
+};
+
+void swim_stats_get(const struct swim *s, struct swim_stats *out);
+
+#endif
