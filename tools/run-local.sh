@@ -12,9 +12,9 @@ stop() {
 	wait
 }
 trap stop INT TERM
-for conf in ${PS_NODES:-etc/coordinator.conf}; do
+for conf in ${PS_NODES:-etc/coordinator.conf etc/worker1.conf etc/worker2.conf}; do
 	$BIN --config "$conf" &
 	pids="$pids $!"
 done
-echo "proxystone: local cluster starting; coordinator at http://127.0.0.1:4401/api (Ctrl-C stops)"
+echo "proxystone: local cluster starting: coordinator http://127.0.0.1:4401/api, workers :4402 :4403 (Ctrl-C stops)"
 wait

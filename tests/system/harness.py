@@ -1,6 +1,7 @@
 """System-test harness: starts the real bin/proxystone on free ports and
 drives it over real sockets. Standard library only (no PyPI here)."""
 
+import atexit
 import http.client
 import json
 import os
@@ -85,6 +86,17 @@ class Response:
         return f"<{self.status} {self.body[:200]!r}>"
 
 
+_started = []
+
+
+@atexit.register
+def _kill_leftovers():
+    """A test that failed half-way must not leave processes behind."""
+    for node in _started:
+        if node.proc and node.proc.poll() is None:
+            node.kill9()
+
+
 class Node:
     """One supervisor tree with its own config, data dir and ports."""
 
@@ -115,6 +127,7 @@ class Node:
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BIN, "--config", self.conf, *args],
                                      stdout=self.logf, stderr=subprocess.STDOUT)
+        _started.append(self)
         if wait:
             self.wait_ready()
         return self
