@@ -56,6 +56,13 @@
 #define REPLICA_SYNC_INTERVAL 10.0
 /* A fetch that takes longer has failed: the coordinator answers in ms. */
 #define REPLICA_FETCH_TIMEOUT 5.0
+/* Output a follower may have queued before we skip events for it: a
+ * reader that falls this far behind loses events (and is told how many)
+ * instead of slowing the membership process down. */
+#define FOLLOW_BACKLOG_MAX (256 * 1024)
+/* Records of one datagram shown to followers (a datagram has at most
+ * SWIM_PACKET_RECORDS_MAX). */
+#define TRACE_UPDATES_MAX SWIM_PACKET_RECORDS_MAX
 /* An error message we put in a reply. */
 #define ERR_MSG_MAX 512
 
@@ -65,6 +72,9 @@ struct client {
 	struct membership *m;
 	struct ipc_conn *conn;
 	uint64_t serial; /* stays unique; held replies refer to it */
+	bool follower;     /* receives every gossip datagram (tools/dump) */
+	uint64_t follow_id;
+	uint64_t dropped;  /* trace events this follower missed */
 	struct client *next;
 };
 
@@ -89,6 +99,7 @@ struct membership {
 	ev_signal sigterm, sigint;
 	struct client *clients;
 	size_t nclients;
+	size_t nfollowers;
 	uint64_t next_serial;
 	/* Group commit state. */
 	bool dirty_sync, dirty_lazy, store_failed;
@@ -485,6 +496,7 @@ static void coordinator_apply(struct membership *m, const char *id,
 }
 
 static void replica_fetch(struct membership *m);
+static void on_trace(void *ctx, const struct swim_trace *t);
 
 static void on_gossip_event(void *ud, const struct swim_event *ev)
 {
@@ -659,6 +671,8 @@ static int gossip_start(struct membership *m)
 	sc.probe_timeout = cfg->probe_timeout;
 	sc.indirect_checks = (unsigned)cfg->indirect_checks;
 	sc.suspicion_mult = cfg->suspicion_mult;
+	sc.trace = on_trace;
+	sc.trace_ctx = m;
 	char err[ERR_MSG_MAX];
 	if (swim_config_check(&sc, err, sizeof(err))) {
 		log_error("gossip configuration: %s", err);
@@ -739,6 +753,158 @@ static void on_leave_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	if (gossip_leave_done(m->gossip) ||
 	    time_mono() - m->leave_started >= LEAVE_GRACE)
 		ev_break(loop, EVBREAK_ALL);
+}
+
+
+/* ---- gossip inspection (tools/dump) -------------------------------------- */
+
+static const char *msg_type_name(enum swim_msg_type t)
+{
+	return swim_msg_type_name(t);
+}
+
+/* Streams one datagram to every follower, skipping those too far behind. */
+static void on_trace(void *ctx, const struct swim_trace *t)
+{
+	struct membership *m = ctx;
+	if (m->nfollowers == 0)
+		return;
+	char peer[32], sender[SWIM_ID_STR_LEN], target[SWIM_ID_STR_LEN];
+	char ids[TRACE_UPDATES_MAX][SWIM_ID_STR_LEN];
+	char addrs[TRACE_UPDATES_MAX][32];
+	char froms[TRACE_UPDATES_MAX][SWIM_ID_STR_LEN];
+	Ps__TraceUpdate ups[TRACE_UPDATES_MAX], *upp[TRACE_UPDATES_MAX];
+	Ps__Trace tr = PS__TRACE__INIT;
+	fmt_addr(&t->peer, peer);
+	tr.time_ms = time_wall_ms();
+	tr.sent = t->sent;
+	tr.peer = peer;
+	tr.size = (uint32_t)t->size;
+	if (t->error) {
+		tr.has_error = true;
+		tr.error = t->error;
+		tr.error_text = (char *)strerror(-t->error);
+	}
+	if (t->hdr) {
+		tr.type = (char *)msg_type_name(t->hdr->type);
+		tr.has_seq = true;
+		tr.seq = t->hdr->seq;
+		swim_id_format(&t->hdr->sender, sender);
+		tr.sender_id = sender;
+		if (t->hdr->has_target) {
+			swim_id_format(&t->hdr->target, target);
+			tr.target_id = target;
+		}
+	}
+	size_t n = t->n_records < TRACE_UPDATES_MAX ? t->n_records
+						   : TRACE_UPDATES_MAX;
+	for (size_t i = 0; i < n; i++) {
+		const struct swim_record *r = &t->records[i];
+		ps__trace_update__init(&ups[i]);
+		swim_id_format(&r->id, ids[i]);
+		fmt_addr(&r->addr, addrs[i]);
+		ups[i].id = ids[i];
+		ups[i].addr = addrs[i];
+		ups[i].status = (char *)swim_status_name(r->status);
+		ups[i].incarnation = r->incarnation;
+		if (r->has_from) {
+			swim_id_format(&r->from, froms[i]);
+			ups[i].suspect_from = froms[i];
+		}
+		upp[i] = &ups[i];
+	}
+	tr.updates = upp;
+	tr.n_updates = n;
+	for (struct client *c = m->clients; c; c = c->next) {
+		if (!c->follower)
+			continue;
+		if (ipc_conn_pending(c->conn) > FOLLOW_BACKLOG_MAX) {
+			c->dropped++;
+			continue;
+		}
+		Ps__Reply r = PS__REPLY__INIT;
+		r.id = c->follow_id;
+		r.trace = &tr;
+		if (c->dropped) {
+			r.has_dropped = true;
+			r.dropped = c->dropped;
+		}
+		if (ipc_conn_send(c->conn, &r.base) == 0)
+			c->dropped = 0;
+		else
+			c->dropped++;
+	}
+}
+
+/* Fills r->members with the gossip table; frees with members_free(). */
+static int members_fill(struct membership *m, Ps__Reply *r, Ps__Gossip *g,
+			char *self_addr)
+{
+	if (!m->gossip)
+		return 0;
+	struct swim *s = gossip_swim(m->gossip);
+	size_t count = swim_member_count(s);
+	r->members = calloc(count ? count : 1, sizeof(*r->members));
+	if (!r->members)
+		return -ENOMEM;
+	double now = time_mono();
+	for (size_t i = 0; i < count; i++) {
+		struct swim_member_info mi;
+		if (swim_member_get(s, i, &mi))
+			continue;
+		Ps__Member *pm = calloc(1, sizeof(*pm));
+		char *id = malloc(SWIM_ID_STR_LEN), *addr = malloc(32);
+		if (!pm || !id || !addr) {
+			free(pm);
+			free(id);
+			free(addr);
+			return -ENOMEM;
+		}
+		ps__member__init(pm);
+		swim_id_format(&mi.id, id);
+		fmt_addr(&mi.addr, addr);
+		pm->id = id;
+		pm->addr = addr;
+		pm->status = (char *)swim_status_name(mi.status);
+		pm->incarnation = mi.incarnation;
+		pm->has_is_self = true;
+		pm->is_self = mi.is_self;
+		if (mi.is_self)
+			snprintf(self_addr, 32, "%s", addr);
+		if (mi.last_heard >= 0 && !mi.is_self) {
+			pm->has_last_heard_ago = true;
+			pm->last_heard_ago = now - mi.last_heard;
+		}
+		if (mi.rtt_ms >= 0) {
+			pm->has_rtt_ms = true;
+			pm->rtt_ms = mi.rtt_ms;
+		}
+		if (mi.meta_len)
+			pm->meta = ps__node_meta__unpack(NULL, mi.meta_len,
+							 mi.meta);
+		r->members[r->n_members++] = pm;
+	}
+	struct swim_stats st;
+	swim_stats_get(s, &st);
+	g->addr = self_addr;
+	g->incarnation = st.incarnation;
+	g->local_health = st.local_health;
+	g->cluster_id = (char *)m->cfg->cluster_id;
+	r->gossip = g;
+	return 0;
+}
+
+static void members_free(Ps__Reply *r)
+{
+	for (size_t i = 0; i < r->n_members; i++) {
+		Ps__Member *pm = r->members[i];
+		free(pm->id);
+		free(pm->addr);
+		if (pm->meta)
+			ps__node_meta__free_unpacked(pm->meta, NULL);
+		free(pm);
+	}
+	free(r->members);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -845,6 +1011,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 	Ps__Node **list = NULL;
 	Ps__Counter *counters = NULL, **counterp = NULL;
 	Ps__ServiceStatus svc = PS__SERVICE_STATUS__INIT;
+	Ps__Gossip gossip_info = PS__GOSSIP__INIT;
+	char self_addr[32] = "";
 	bool durable = false;
 	int rc;
 
@@ -1073,6 +1241,30 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		r.n_counters = k;
 		break;
 	}
+	case PS__REQUEST__BODY_GET_MEMBERS:
+		if (!m->gossip) {
+			error_reply(&r, &e, 503, "GOSSIP_OFF",
+				    "Gossip is off on this node (gossip_port = 0)");
+			break;
+		}
+		r.self_id = m->self_id;
+		if (members_fill(m, &r, &gossip_info, self_addr))
+			error_reply(&r, &e, 500, "INTERNAL_ERROR",
+				    "Out of memory");
+		break;
+	case PS__REQUEST__BODY_FOLLOW:
+		if (!m->gossip) {
+			error_reply(&r, &e, 503, "GOSSIP_OFF",
+				    "Gossip is off on this node (gossip_port = 0)");
+			break;
+		}
+		if (!c->follower) {
+			c->follower = true;
+			c->follow_id = req->id;
+			m->nfollowers++;
+		}
+		r.self_id = m->self_id;
+		break;
 	default:
 		error_reply(&r, &e, 400, "BAD_REQUEST", "Unknown request");
 		break;
@@ -1083,6 +1275,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		hold_reply(m, c, &r);
 	else
 		send_reply(m, c, &r);
+	members_free(&r);
 	free(list);
 	free(counters);
 	free(counterp);
@@ -1116,6 +1309,8 @@ static void on_client_close(struct ipc_conn *conn, int reason, void *ud)
 		}
 	}
 	m->nclients--;
+	if (c->follower)
+		m->nfollowers--;
 	if (reason && reason != -ECONNRESET)
 		log_debug("client closed: %s", strerror(-reason));
 	free(c);
