@@ -42,6 +42,7 @@ struct config {
 	double suspicion_mult;             /* suspicion_mult */
 	int gossip_mtu;                    /* gossip_mtu, bytes */
 	int ui_port;                       /* ui_port: 0 = no dashboard */
+	char ui_backends[CONFIG_STR_MAX];  /* ui_backends: hosts and port ranges the page scans */
 	char data_dir[CONFIG_PATH_MAX];    /* data_dir */
 	char socket_path[CONFIG_PATH_MAX + 32]; /* socket_path, default <data_dir>/membership.sock */
 	double heartbeat_interval;         /* heartbeat_interval, seconds */

@@ -61,10 +61,12 @@
  *    MTU-sized slice per round trip). Seeds whose address no live member
  *    holds are pinged again every reconnect_interval, so a node rejoins
  *    after a long partition or a restart of the seed.
- *  - Anti-entropy. Every sync_interval a random live member is sent a slice
- *    of our table and answers with a slice of its own (at most
- *    SWIM_SYNC_PERIODIC_SLICES slices: bounded bytes per member whatever
- *    the cluster size). Every reconnect_interval one random DEAD member is
+ *  - Anti-entropy. Every sync_interval a random live member is sent a
+ *    digest of our table (SWIM_DIGEST_RANGES range hashes, ~300 bytes) and
+ *    answers, only where its table differs, with one datagram of records
+ *    from the differing ranges: an update the epidemic missed is repaired
+ *    within a few intervals, at a cost per member independent of the
+ *    cluster size. Every reconnect_interval one random DEAD member is
  *    pinged, so the two sides of a healed partition find each other; a
  *    member heard from again after we had declared it DEAD or LEFT is asked
  *    for its whole table, which holds what we missed while apart.
@@ -111,10 +113,6 @@
  * times one update may be sent (SWIM_TRANSMIT_MAX). */
 #define SWIM_RETRANSMIT_MULT_MAX 12
 #define SWIM_TRANSMIT_MAX (SWIM_RETRANSMIT_MULT_MAX * 5)
-/* Table slices per periodic anti-entropy exchange. One MTU each way per
- * sync_interval keeps the bytes per member independent of the cluster size
- * (a full table is O(N)); joins and healed partitions pull whole tables. */
-#define SWIM_SYNC_PERIODIC_SLICES 1
 /* Ping-reqs served at once. Each one is a probe another member delegated;
  * with k = 3 intermediaries and one probe per second per member, even many
  * simultaneous failures keep this well below 64. Excess ping-reqs are
@@ -160,7 +158,11 @@ struct swim_config {
 	unsigned gossip_nodes;    /* 3 (GossipNodes) */
 	double gossip_to_dead;    /* 30 s (GossipToTheDeadTime): dead members
 				     still get gossip, so they can refute */
-	double sync_interval;     /* 30 s (PushPullInterval) */
+	double sync_interval;     /* 10 s: a digest costs ~300 bytes, so this
+				     is cheap, and bounds how long an update
+				     the epidemic missed stays missing
+				     (memberlist's 30 s push-pull sends the
+				     whole table, hence rarer) */
 	double reconnect_interval; /* 5 s: re-ping seeds / one dead member */
 	double dead_reap_time;    /* 120 s: forget DEAD/LEFT members after */
 	unsigned health_max;      /* 8 (AwarenessMaxMultiplier) */

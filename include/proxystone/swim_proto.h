@@ -25,6 +25,7 @@
  * |  15  updates[]           Member, <= SWIM_PACKET_RECORDS_MAX:          |
  * |      { 1 id  2 ip  3 port  4 incarnation  5 status                   |
  * |        6 meta (ALIVE, <= SWIM_META_MAX)  7 suspect_from (SUSPECT) }   |
+ * |  16  digest              bytes   SYNC_REQ: SWIM_DIGEST_RANGES x u32le |
  * | }                                                                    |
  * +----------------------------------------------------------------------+
  *
@@ -77,6 +78,13 @@
  * about 30 bytes on the wire, so a 1400-byte datagram holds ~45; 64 bounds
  * the per-datagram work of both sides whatever the MTU. */
 #define SWIM_PACKET_RECORDS_MAX 64
+/* Anti-entropy digest: the member table is cut into 64 ranges by id hash,
+ * each summarized by the XOR of a 32-bit hash of its members' (id,
+ * incarnation, status). 64 x 4 bytes plus a header fit SWIM_MTU_MIN; with
+ * ~16 members per range at 1,000 members, a differing range costs a
+ * fraction of a datagram to repair. */
+#define SWIM_DIGEST_RANGES 64
+#define SWIM_DIGEST_BYTES (SWIM_DIGEST_RANGES * 4)
 /* Decoder arena, on the caller's stack: a full 1400-byte datagram of
  * records unpacks into well under 16 KiB of protobuf-c structures. */
 #define SWIM_DECODE_ARENA 32768
@@ -141,6 +149,8 @@ struct swim_header {
 	struct swim_addr target_addr; /* PING_REQ */
 	bool want_nack;               /* PING_REQ */
 	uint32_t cursor;              /* SYNC_REQ, SYNC_RSP */
+	bool has_digest;              /* SYNC_REQ (periodic anti-entropy) */
+	uint32_t digest[SWIM_DIGEST_RANGES];
 };
 
 /* A decoded datagram. */
@@ -180,6 +190,7 @@ struct swim_encoder {
 	Gossip__Member *ptrs[SWIM_PACKET_RECORDS_MAX];
 	struct swim_header hdr;
 	struct swim_record recs[SWIM_PACKET_RECORDS_MAX];
+	uint8_t digest[SWIM_DIGEST_BYTES];
 	size_t n;    /* records added */
 	size_t size; /* exact packed size of what was added so far */
 	size_t mtu;  /* bound on size */

@@ -42,6 +42,14 @@
 /* How often the api tells membership its connection count (gossiped as
  * heartbeat data). */
 #define API_REPORT_INTERVAL 2.0
+/* Open event streams (dashboards) per node; more get 503. */
+#define API_SSE_MAX 256
+/* SSE comment line period: keeps proxies and browsers from timing out. */
+#define API_SSE_PING_INTERVAL 15.0
+/* Request id of our event subscription; pending ids are >= API_PENDING_MAX. */
+#define API_SUBSCRIBE_ID 1
+/* One rendered event; a node at its size bounds fits. */
+#define API_EVENT_MAX (256 * 1024)
 /* Distinct (route, status) pairs we count; more than the API can produce. */
 #define API_STATUS_SLOTS 24
 
@@ -57,7 +65,13 @@ struct api {
 	struct ev_loop *loop;
 	struct http_server *http;
 	struct ipc_conn *ipc;
-	ev_timer reconnect, sweep, report;
+	ev_timer reconnect, sweep, report, sse_ping;
+	/* Server-Sent Events: open streams and what hello tells them. */
+	uint64_t sse[API_SSE_MAX];
+	size_t nsse;
+	char self_id[NODE_ID_MAX + 1];
+	uint64_t registry_version;
+	uint64_t sse_dropped;
 	ev_signal sigterm, sigint;
 	struct pending slots[API_PENDING_MAX];
 	uint32_t free_slots[API_PENDING_MAX];
@@ -167,6 +181,13 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 		   (unsigned long long)a->ipc_timeouts,
 		   (unsigned long long)a->ipc_bad_replies,
 		   (unsigned long long)a->ipc_reconnects);
+	metric_head(b, "proxystone_sse_streams", "gauge",
+		    "Open Server-Sent Event streams");
+	buf_printf(b, "proxystone_sse_streams %zu\n", a->nsse);
+	metric_head(b, "proxystone_sse_dropped_total", "counter",
+		    "Event streams ended because the reader fell behind");
+	buf_printf(b, "proxystone_sse_dropped_total %llu\n",
+		   (unsigned long long)a->sse_dropped);
 	const struct sup_stats *ss = sup_stats_get();
 	metric_head(b, "proxystone_child_restarts_total", "counter",
 		    "Child processes restarted by the supervisor");
@@ -218,6 +239,150 @@ static void respond_metrics(struct api *a, struct http_conn *c,
 	http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
 		     b.base, b.len);
 	buf_fini(&b);
+}
+
+
+/* ---- Server-Sent Events -------------------------------------------------- */
+
+static void sse_remove(struct api *a, size_t i)
+{
+	a->sse[i] = a->sse[--a->nsse];
+}
+
+/* Writes one event to every stream; a stream that cannot keep up ends. */
+static void sse_broadcast(struct api *a, const char *text, size_t len)
+{
+	for (size_t i = 0; i < a->nsse;) {
+		struct http_conn *c = http_server_conn(a->http, a->sse[i]);
+		if (!c) {
+			sse_remove(a, i);
+			continue;
+		}
+		if (http_stream_write(c, text, len)) {
+			a->sse_dropped++;
+			http_stream_end(c);
+			sse_remove(a, i);
+			continue;
+		}
+		i++;
+	}
+}
+
+static void sse_hello(struct api *a, struct buf *b)
+{
+	struct json_writer w;
+	buf_puts(b, "event: hello\ndata: ");
+	jw_init(&w, b);
+	jw_object_begin(&w);
+	jw_key(&w, "nodeId");
+	jw_string(&w, a->self_id[0] ? a->self_id : NULL);
+	jw_key(&w, "role");
+	jw_string(&w, config_role_name(a->cfg->role));
+	jw_key(&w, "registryVersion");
+	jw_int(&w, (long long)a->registry_version);
+	jw_object_end(&w);
+	jw_finish(&w);
+	buf_puts(b, "\n\n");
+}
+
+static void sse_event(struct api *a, const Ps__Event *ev)
+{
+	if (ev->has_registry_version)
+		a->registry_version = ev->registry_version;
+	if (a->nsse == 0)
+		return;
+	struct buf b;
+	buf_init(&b, API_EVENT_MAX);
+	buf_printf(&b, "event: %s\ndata: ", ev->kind);
+	struct json_writer w;
+	jw_init(&w, &b);
+	jw_object_begin(&w);
+	if (ev->type) {
+		jw_key(&w, "type");
+		jw_string(&w, ev->type);
+	}
+	if (ev->id) {
+		jw_key(&w, "id");
+		jw_string(&w, ev->id);
+	}
+	if (ev->node) {
+		jw_key(&w, "status");
+		jw_string(&w, registry_status_name(ev->node->status));
+		jw_key(&w, "node");
+		route_write_node(&w, ev->node, true);
+	}
+	if (ev->service) {
+		char ts[ISO8601_LEN];
+		time_iso8601(ev->service->changed_at_ms, ts);
+		jw_key(&w, "mode");
+		jw_string(&w, ev->service->serving ? "serving" : "maintenance");
+		jw_key(&w, "enabled");
+		jw_bool(&w, ev->service->serving);
+		jw_key(&w, "changedAt");
+		jw_string(&w, ts);
+	}
+	jw_key(&w, "registryVersion");
+	jw_int(&w, (long long)ev->registry_version);
+	jw_object_end(&w);
+	if (jw_finish(&w) == 0 && buf_puts(&b, "\n\n") == 0)
+		sse_broadcast(a, b.base, b.len);
+	buf_fini(&b);
+}
+
+static void on_sse_ping(struct ev_loop *loop, ev_timer *w, int rev)
+{
+	(void)loop;
+	(void)rev;
+	static const char ping[] = ": ping\n\n";
+	sse_broadcast(w->data, ping, sizeof(ping) - 1);
+}
+
+static void sse_open(struct api *a, struct http_conn *c)
+{
+	struct api_error e;
+	if (a->nsse >= API_SSE_MAX) {
+		api_error_set(&e, 503, "TOO_MANY_STREAMS",
+			      "More than %d event streams are open",
+			      API_SSE_MAX);
+		respond_error(a, c, ROUTE_EVENTS, &e, "Retry-After: 5\r\n");
+		return;
+	}
+	count(a, ROUTE_EVENTS, 200);
+	if (http_stream_begin(c, 200, "text/event-stream",
+			      "Cache-Control: no-cache\r\n"))
+		return;
+	struct buf b;
+	buf_init(&b, API_EVENT_MAX);
+	sse_hello(a, &b);
+	/* Tell the browser how soon to reconnect after a drop. */
+	buf_puts(&b, "retry: 1000\n\n");
+	if (http_stream_write(c, b.base, b.len) == 0)
+		a->sse[a->nsse++] = http_conn_id(c);
+	else
+		http_stream_end(c);
+	buf_fini(&b);
+}
+
+static void on_http_close(struct http_server *s, uint64_t conn_id, void *ud)
+{
+	(void)s;
+	struct api *a = ud;
+	for (size_t i = 0; i < a->nsse; i++) {
+		if (a->sse[i] == conn_id) {
+			sse_remove(a, i);
+			return;
+		}
+	}
+}
+
+static void subscribe(struct api *a)
+{
+	Ps__Request req = PS__REQUEST__INIT;
+	Ps__Empty empty = PS__EMPTY__INIT;
+	req.id = API_SUBSCRIBE_ID;
+	req.body_case = PS__REQUEST__BODY_SUBSCRIBE;
+	req.subscribe = &empty;
+	ipc_conn_send(a->ipc, &req.base);
 }
 
 /* ---- IPC client --------------------------------------------------------- */
@@ -274,6 +439,17 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 	if (!r) {
 		a->ipc_bad_replies++;
 		log_warn("undecodable reply from membership (%zu bytes)", len);
+		return;
+	}
+	if (r->id == API_SUBSCRIBE_ID) {
+		if (r->event)
+			sse_event(a, r->event);
+		else if (r->self_id)
+			snprintf(a->self_id, sizeof(a->self_id), "%s",
+				 r->self_id);
+		if (!r->event && r->has_registry_version)
+			a->registry_version = r->registry_version;
+		ps__reply__free_unpacked(r, NULL);
 		return;
 	}
 	struct pending *p = slot_find(a, r->id);
@@ -358,6 +534,7 @@ static void try_connect(struct api *a)
 		a->ipc_reconnects++;
 		log_info("connected to membership");
 		a->logged_down = false;
+		subscribe(a);
 		/* Ready means able to answer, which needs membership. */
 		if (!a->told_ready && a->sup_fd >= 0)
 			child_notify_ready(a->sup_fd);
@@ -455,9 +632,7 @@ static void on_request(struct http_server *s, struct http_conn *c,
 		return;
 	}
 	if (m.route == ROUTE_EVENTS) {
-		api_error_set(&e, 404, "NOT_FOUND",
-			      "Event streams are not available yet");
-		respond_error(a, c, m.route, &e, NULL);
+		sse_open(a, c);
 		return;
 	}
 
@@ -542,6 +717,11 @@ int api_main(const struct config *cfg, int sup_fd)
 		      API_TIMEOUT_SWEEP);
 	a->sweep.data = a;
 	ev_timer_start(a->loop, &a->sweep);
+	http_server_set_close_cb(a->http, on_http_close);
+	ev_timer_init(&a->sse_ping, on_sse_ping, API_SSE_PING_INTERVAL,
+		      API_SSE_PING_INTERVAL);
+	a->sse_ping.data = a;
+	ev_timer_start(a->loop, &a->sse_ping);
 	ev_timer_init(&a->report, on_report, API_REPORT_INTERVAL,
 		      API_REPORT_INTERVAL);
 	a->report.data = a;

@@ -33,6 +33,8 @@ void config_defaults(struct config *c)
 	/* Ethernet's 1500 less IP/UDP headers and tunnel headroom. */
 	c->gossip_mtu = 1400;
 	c->ui_port = 0;
+	/* The spec's UI: "Scans ports 4401-4405 for available backends". */
+	strcpy(c->ui_backends, "127.0.0.1:4401-4405");
 	strcpy(c->data_dir, "var/proxystone");
 	/* The original project's defaults (spec's /cluster/status example). */
 	c->heartbeat_interval = 30;
@@ -127,6 +129,40 @@ static bool cluster_id_ok(const char *v)
 	return true;
 }
 
+/* "h:p" or "h:p1-p2", comma-separated, at most UI_BACKEND_PORTS_MAX ports. */
+#define UI_BACKEND_PORTS_MAX 64
+static bool ui_backends_ok(const char *v)
+{
+	char copy[CONFIG_STR_MAX];
+	snprintf(copy, sizeof(copy), "%s", v);
+	long total = 0;
+	for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ')
+			tok++;
+		char *colon = strrchr(tok, ':');
+		if (!colon || colon == tok)
+			return false;
+		for (char *p = tok; p < colon; p++)
+			if (!isalnum((unsigned char)*p) && !strchr(".-[]", *p))
+				return false;
+		char *dash = strchr(colon + 1, '-');
+		long lo, hi;
+		if (dash) {
+			*dash = '\0';
+			if (parse_long(colon + 1, 1, PORT_MAX, &lo) ||
+			    parse_long(dash + 1, 1, PORT_MAX, &hi) || hi < lo)
+				return false;
+		} else {
+			if (parse_long(colon + 1, 1, PORT_MAX, &lo))
+				return false;
+			hi = lo;
+		}
+		total += hi - lo + 1;
+	}
+	return total > 0 && total <= UI_BACKEND_PORTS_MAX;
+}
+
 int config_set(struct config *c, const char *key, const char *v,
 	       const char *where, char *err, size_t errlen)
 {
@@ -212,6 +248,12 @@ int config_set(struct config *c, const char *key, const char *v,
 			return fail(err, errlen, where, key,
 				    "'%s' is not a port (0 = off)", v);
 		c->ui_port = (int)n;
+	} else if (!strcmp(key, "ui_backends")) {
+		if (strlen(v) >= sizeof(c->ui_backends) || !ui_backends_ok(v))
+			return fail(err, errlen, where, key,
+				    "'%s' is not a list of host:port or host:port-port",
+				    v);
+		strcpy(c->ui_backends, v);
 	} else if (!strcmp(key, "data_dir")) {
 		if (copy_str(c->data_dir, sizeof(c->data_dir), v))
 			return fail(err, errlen, where, key,

@@ -73,6 +73,8 @@ struct client {
 	struct ipc_conn *conn;
 	uint64_t serial; /* stays unique; held replies refer to it */
 	bool follower;     /* receives every gossip datagram (tools/dump) */
+	bool subscriber;   /* receives registry/service events (api SSE) */
+	uint64_t subscribe_id;
 	uint64_t follow_id;
 	uint64_t dropped;  /* trace events this follower missed */
 	struct client *next;
@@ -99,7 +101,8 @@ struct membership {
 	ev_signal sigterm, sigint;
 	struct client *clients;
 	size_t nclients;
-	size_t nfollowers;
+	size_t nfollowers, nsubscribers;
+	uint64_t event_version;        /* registry version last announced */
 	uint64_t next_serial;
 	/* Group commit state. */
 	bool dirty_sync, dirty_lazy, store_failed;
@@ -278,6 +281,7 @@ static void commit(struct membership *m)
 
 static void publish_meta(struct membership *m);
 static void gossip_refresh(struct membership *m);
+static void emit_registry_if_changed(struct membership *m);
 
 static void on_commit_prepare(struct ev_loop *loop, ev_prepare *w, int rev)
 {
@@ -285,6 +289,7 @@ static void on_commit_prepare(struct ev_loop *loop, ev_prepare *w, int rev)
 	(void)rev;
 	struct membership *m = w->data;
 	commit(m);
+	emit_registry_if_changed(m);
 	/* Announce a new registry version, at a bounded rate (the expire
 	 * timer comes back within a second for one held back here). */
 	if (m->gossip && is_coordinator(m) &&
@@ -324,6 +329,67 @@ static void on_expire_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	}
 }
 
+
+/* ---- events for observers (SSE) ----------------------------------------- */
+
+static uint64_t visible_version(const struct membership *m)
+{
+	return is_coordinator(m) ? m->reg.version : m->replica_version;
+}
+
+static void emit(struct membership *m, Ps__Event *ev)
+{
+	if (m->nsubscribers == 0)
+		return;
+	ev->has_registry_version = true;
+	ev->registry_version = visible_version(m);
+	for (struct client *c = m->clients; c; c = c->next) {
+		if (!c->subscriber)
+			continue;
+		Ps__Reply r = PS__REPLY__INIT;
+		r.id = c->subscribe_id;
+		r.event = ev;
+		/* The api drains its socket promptly; a failure here means it
+		 * is gone or stuck, and it resubscribes when it reconnects. */
+		if (ipc_conn_send(c->conn, &r.base))
+			ipc_conn_close(c->conn, -ENOBUFS);
+	}
+}
+
+static void emit_node(struct membership *m, const char *type, const char *id,
+		      struct reg_node *n)
+{
+	Ps__Event ev = PS__EVENT__INIT;
+	ev.kind = "node";
+	ev.type = (char *)type;
+	ev.id = (char *)id;
+	ev.node = n ? &n->pb : NULL;
+	emit(m, &ev);
+}
+
+static void emit_service(struct membership *m)
+{
+	Ps__Event ev = PS__EVENT__INIT;
+	Ps__ServiceStatus svc = PS__SERVICE_STATUS__INIT;
+	svc.serving = m->serving;
+	svc.start_time_ms = m->start_ms;
+	svc.changed_at_ms = m->changed_ms;
+	ev.kind = "service";
+	ev.service = &svc;
+	emit(m, &ev);
+}
+
+/* One "registry" event per loop iteration in which the version moved. */
+static void emit_registry_if_changed(struct membership *m)
+{
+	uint64_t v = visible_version(m);
+	if (v == m->event_version)
+		return;
+	m->event_version = v;
+	Ps__Event ev = PS__EVENT__INIT;
+	ev.kind = "registry";
+	emit(m, &ev);
+}
 
 /* ---- gossip ------------------------------------------------------------- */
 
@@ -456,6 +522,7 @@ static void coordinator_apply(struct membership *m, const char *id,
 			log_info("registered %s (%s) at %s via gossip", id,
 				 meta->role, meta->url);
 		}
+		emit_node(m, created ? "registered" : "updated", id, n);
 	} else if (n && meta && (ev->what & SWIM_EV_META)) {
 		/* Heartbeat data only: refresh it without a new registry
 		 * version; it reaches disk with the next lazy flush. */
@@ -488,6 +555,7 @@ static void coordinator_apply(struct membership *m, const char *id,
 			 registry_status_name(next));
 		registry_set_status(&m->reg, n, next);
 		m->dirty_lazy = true;
+		emit_node(m, "status", id, n);
 	}
 	if (ev->status == SWIM_ALIVE || ev->status == SWIM_SUSPECT) {
 		n->last_heard = time_mono();
@@ -1059,6 +1127,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		m->dirty_sync = durable = true;
 		if (created)
 			log_info("registered %s at %s", n->pb.id, n->pb.url);
+		emit_node(m, created ? "registered" : "updated", n->pb.id, n);
 		break;
 	}
 	case PS__REQUEST__BODY_HEARTBEAT: {
@@ -1069,6 +1138,9 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			self_refresh(m);
 			n = registry_find(&m->reg, m->self_id);
 		} else {
+			struct reg_node *before = registry_find(&m->reg, hb->id);
+			Ps__NodeStatus was = before ? before->pb.status
+						    : PS__NODE_STATUS__NODE_ACTIVE;
 			rc = registry_heartbeat(&m->reg, hb->id, hb->has_status,
 						hb->status, hb->metadata_json,
 						time_wall_ms(), time_mono(), &n,
@@ -1085,6 +1157,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 				break;
 			}
 			m->dirty_lazy = true;
+			if (n->pb.status != was)
+				emit_node(m, "status", n->pb.id, n);
 		}
 		r.node = n ? &n->pb : NULL;
 		r.has_timestamp_ms = true;
@@ -1150,6 +1224,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			break;
 		}
 		log_info("removed %s", req->delete_node->id);
+		emit_node(m, "removed", req->delete_node->id, NULL);
 		m->dirty_sync = durable = true;
 		break;
 	case PS__REQUEST__BODY_SET_SERVING:
@@ -1162,6 +1237,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 							  : "disabled (maintenance)");
 			self_refresh(m);
 			publish_meta(m);
+			emit_service(m);
 		}
 		m->dirty_sync = durable = true;
 		/* The reply carries the new status. */
@@ -1252,6 +1328,14 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			error_reply(&r, &e, 500, "INTERNAL_ERROR",
 				    "Out of memory");
 		break;
+	case PS__REQUEST__BODY_SUBSCRIBE:
+		if (!c->subscriber) {
+			c->subscriber = true;
+			c->subscribe_id = req->id;
+			m->nsubscribers++;
+		}
+		r.self_id = m->self_id;
+		break;
 	case PS__REQUEST__BODY_FOLLOW:
 		if (!m->gossip) {
 			error_reply(&r, &e, 503, "GOSSIP_OFF",
@@ -1311,6 +1395,8 @@ static void on_client_close(struct ipc_conn *conn, int reason, void *ud)
 	m->nclients--;
 	if (c->follower)
 		m->nfollowers--;
+	if (c->subscriber)
+		m->nsubscribers--;
 	if (reason && reason != -ECONNRESET)
 		log_debug("client closed: %s", strerror(-reason));
 	free(c);

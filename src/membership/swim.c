@@ -135,6 +135,7 @@ struct swim {
 	struct member **idmap; /* capacity idmap_cap, a power of two */
 	size_t idmap_cap;
 	size_t n_status[SWIM_NONE];
+	uint32_t digest[SWIM_DIGEST_RANGES]; /* see digest_flip() */
 
 	struct mlist bq[SWIM_TRANSMIT_MAX + 1];
 	size_t bq_count;
@@ -151,12 +152,11 @@ struct swim {
 	struct swim_addr seeds[SWIM_SEEDS_MAX];
 	size_t n_seeds;
 	struct sync_session sync;
-	uint32_t push_cursor;
 	double deadline;
 
 	/* packet under construction */
-	struct member *pkt_to;
 	const struct member *pkt_has[2]; /* already in it, skip in the fill */
+	bool pkt_digest;                  /* pkt_begin: carry our digest */
 
 	struct outpkt outq[SWIM_OUTQ_MAX];
 	size_t out_head, out_n;
@@ -266,7 +266,7 @@ static void list_del(struct mlist *L, struct member *m, size_t off)
 /* ------------------------------------------------------------------ */
 /* Member lookup by id. Linear probing, backward-shift deletion. */
 
-static size_t id_hash(const struct swim_id *id)
+static uint64_t id_hash(const struct swim_id *id)
 {
 	uint64_t a, b;
 
@@ -276,7 +276,7 @@ static size_t id_hash(const struct swim_id *id)
 	a ^= a >> 33;
 	a *= 0xff51afd7ed558ccdULL;
 	a ^= a >> 33;
-	return (size_t)a;
+	return a;
 }
 
 static struct member *find(const struct swim *s, const struct swim_id *id)
@@ -436,6 +436,44 @@ static void set_status(struct swim *s, struct member *m, enum swim_status st,
 	m->status_time = now;
 }
 
+/*
+ * The anti-entropy digest: range r holds the XOR of member_digest() over
+ * the members whose id hash falls in r. XOR makes every change O(1): take
+ * the old state out, put the new one in. Two tables that agree on every
+ * member's (id, incarnation, status) have equal digests.
+ */
+static unsigned digest_range(const struct member *m)
+{
+	return (unsigned)(id_hash(&m->id) >> 58); /* top 6 bits: 64 ranges */
+}
+
+static uint32_t member_digest(const struct member *m)
+{
+	uint64_t x = id_hash(&m->id) ^ (m->inc * 0x9e3779b97f4a7c15ULL) ^
+		     ((uint64_t)m->status << 59);
+
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 29;
+	return (uint32_t)(x >> 32);
+}
+
+static void digest_flip(struct swim *s, const struct member *m)
+{
+	s->digest[digest_range(m)] ^= member_digest(m);
+}
+
+/* Every change of a member's incarnation or status goes through here, so
+ * the digest follows. */
+static void touch(struct swim *s, struct member *m, uint64_t inc,
+		  enum swim_status st, double now)
+{
+	digest_flip(s, m);
+	m->inc = inc;
+	set_status(s, m, st, now);
+	digest_flip(s, m);
+}
+
 static int set_meta(struct member *m, const uint8_t *meta, size_t len)
 {
 	if (len == 0) {
@@ -513,6 +551,7 @@ static struct member *member_add(struct swim *s, const struct swim_id *id,
 	m->status_time = now;
 	m->last_heard = -1;
 	s->n_status[SWIM_ALIVE]++;
+	digest_flip(s, m);
 	idmap_put(s->idmap, s->idmap_cap, m);
 	/* A random slot among those not yet probed this round. */
 	slot = s->probe_idx + rng_below(s, s->n_members - s->probe_idx + 1);
@@ -534,6 +573,7 @@ static void member_remove(struct swim *s, struct member *m)
 	}
 	swap_slots(s, i, s->n_members - 1);
 	s->n_members--;
+	digest_flip(s, m);
 	idmap_del(s, m);
 	bq_drop(s, m);
 	if (m->status == SWIM_SUSPECT) {
@@ -661,13 +701,11 @@ static void suspect_member(struct swim *s, struct member *m, uint64_t inc,
 		return;
 	if (m->inc != inc)
 		what |= SWIM_EV_INCARNATION;
-	m->inc = inc;
 	if (prev == SWIM_SUSPECT) {
 		free(m->susp); /* a new suspicion at a higher incarnation */
 		what &= ~(unsigned)SWIM_EV_STATUS;
-	} else {
-		set_status(s, m, SWIM_SUSPECT, now);
 	}
+	touch(s, m, inc, SWIM_SUSPECT, now);
 	m->susp = p;
 	bq_push(s, m);
 	emit(s, m, what, prev);
@@ -681,8 +719,7 @@ static void mark_gone(struct swim *s, struct member *m, enum swim_status st,
 
 	if (m->inc != inc)
 		what |= SWIM_EV_INCARNATION;
-	m->inc = inc;
-	set_status(s, m, st, now);
+	touch(s, m, inc, st, now);
 	bq_push(s, m);
 	emit(s, m, what, prev);
 }
@@ -691,7 +728,8 @@ static void refute(struct swim *s, uint64_t heard)
 {
 	struct member *me = s->self;
 
-	me->inc = (heard > me->inc ? heard : me->inc) + 1;
+	touch(s, me, (heard > me->inc ? heard : me->inc) + 1,
+	      (enum swim_status)me->status, s->now);
 	bq_push(s, me);
 	health_add(s, 1);
 	s->st.refutes++;
@@ -728,13 +766,11 @@ static void apply_alive(struct swim *s, struct member *m,
 		what |= SWIM_EV_META;
 	}
 	m->addr = r->addr;
-	m->inc = r->incarnation;
 	m->partial = false;
 	m->quiet = !spread;
-	if (prev != SWIM_ALIVE) {
-		set_status(s, m, SWIM_ALIVE, now);
+	touch(s, m, r->incarnation, SWIM_ALIVE, now);
+	if (prev != SWIM_ALIVE)
 		what |= SWIM_EV_STATUS;
-	}
 	if (spread)
 		bq_push(s, m);
 	emit(s, m, what, prev);
@@ -807,7 +843,8 @@ static void apply_record(struct swim *s, const struct swim_record *r,
 			break;
 		if ((m->status == SWIM_DEAD || m->status == SWIM_LEFT) &&
 		    (r->incarnation == m->inc || m->status == r->status)) {
-			m->inc = r->incarnation;
+			touch(s, m, r->incarnation, (enum swim_status)m->status,
+			      now);
 			break;
 		}
 		mark_gone(s, m, r->status, r->incarnation, now);
@@ -911,10 +948,13 @@ static int pkt_begin(struct swim *s, enum swim_msg_type type, uint64_t seq,
 	h.want_nack = type == SWIM_MSG_PING_REQ;
 	if (type == SWIM_MSG_SYNC_REQ || type == SWIM_MSG_SYNC_RSP)
 		h.cursor = CURSOR_PLACEHOLDER;
+	if (s->pkt_digest) {
+		h.has_digest = true;
+		memcpy(h.digest, s->digest, sizeof(h.digest));
+	}
 	rc = swim_encoder_begin(&s->enc, s->cfg.cluster_id, &h, s->cfg.mtu);
 	if (rc != 0)
 		return rc;
-	s->pkt_to = to;
 	s->pkt_has[0] = s->pkt_has[1] = NULL;
 	if (to != NULL && !to->partial &&
 	    (to->status != SWIM_ALIVE || to->tell)) {
@@ -1409,40 +1449,85 @@ static uint32_t add_slice(struct swim *s, uint32_t cursor)
 	return i >= s->idmap_cap ? 0 : (uint32_t)i;
 }
 
+/* Full table pull (join, healed partition): one slice per round trip,
+ * each request naming the slot to continue from. */
 static void sync_send(struct swim *s, double now)
 {
 	struct sync_session *q = &s->sync;
-	struct member *to = NULL;
 
 	q->seq = ++s->seq;
 	q->deadline = now + s->cfg.probe_interval;
-	if (pkt_begin(s, SWIM_MSG_SYNC_REQ, q->seq, to, NULL, NULL) != 0)
+	if (pkt_begin(s, SWIM_MSG_SYNC_REQ, q->seq, NULL, NULL, NULL) != 0)
 		return;
 	swim_encoder_set_cursor(&s->enc, q->cursor);
 	pkt_add_self(s);
-	if (q->push) {
-		if (s->push_cursor >= s->idmap_cap)
-			s->push_cursor = 0;
-		s->push_cursor = add_slice(s, s->push_cursor);
-	}
 	pkt_end(s, &q->peer);
 }
 
 static void sync_start(struct swim *s, const struct swim_addr *peer,
-		       bool full, double now)
+		       double now)
 {
 	struct sync_session *q = &s->sync;
 
 	memset(q, 0, sizeof(*q));
 	q->active = true;
 	q->peer = *peer;
-	q->push = !full;
-	q->slices_left = full ? SWIM_MEMBERS_MAX : SWIM_SYNC_PERIODIC_SLICES;
-	/* A full sync walks the whole table; a periodic one a window of it
-	 * from a random place, so that over time all of it is compared. */
-	q->cursor = full ? 0 : (uint32_t)rng_below(s, s->idmap_cap);
+	/* Bounds a session even if the peer's cursors never reach the end. */
+	q->slices_left = SWIM_MEMBERS_MAX;
 	s->st.syncs++;
 	sync_send(s, now);
+}
+
+/* Periodic anti-entropy: our digest to `to`, which answers with the
+ * records of the ranges where its table differs from ours. */
+static void digest_send(struct swim *s, struct member *to)
+{
+	s->pkt_digest = true;
+	if (pkt_begin(s, SWIM_MSG_SYNC_REQ, ++s->seq, to, NULL, NULL) == 0) {
+		swim_encoder_set_cursor(&s->enc, 0);
+		pkt_add_self(s);
+		pkt_end(s, &to->addr);
+		s->st.syncs++;
+	}
+	s->pkt_digest = false;
+}
+
+static void digest_answer(struct swim *s, const struct swim_addr *from,
+			  const struct swim_header *h)
+{
+	uint64_t diff = 0;
+	size_t start;
+
+	for (unsigned r = 0; r < SWIM_DIGEST_RANGES; r++) {
+		if (h->digest[r] != s->digest[r])
+			diff |= 1ULL << r;
+	}
+	if (diff == 0)
+		return; /* same table: nothing to say */
+	if (pkt_begin(s, SWIM_MSG_SYNC_RSP, h->seq, find(s, &h->sender), NULL,
+		      NULL) != 0)
+		return;
+	swim_encoder_set_cursor(&s->enc, 0);
+	pkt_add_self(s);
+	/* From a random member on, so that when the differing ranges hold
+	 * more than a datagram, successive exchanges cover all of them. */
+	start = rng_below(s, s->n_members);
+	for (size_t k = 0; k < s->n_members; k++) {
+		struct member *m = s->members[(start + k) % s->n_members];
+		struct swim_record r;
+		int rc;
+
+		if (m == s->self || m->partial ||
+		    !((diff >> digest_range(m)) & 1))
+			continue;
+		member_record(m, &r);
+		rc = swim_encoder_add(&s->enc, &r);
+		if (rc == -ENOSPC ||
+		    (rc == -EMSGSIZE &&
+		     swim_encoder_room(&s->enc) < RECORD_WIRE_MIN))
+			break;
+	}
+	pkt_end(s, from);
 }
 
 static void on_sync_req(struct swim *s, const struct swim_addr *from,
@@ -1450,6 +1535,10 @@ static void on_sync_req(struct swim *s, const struct swim_addr *from,
 {
 	uint32_t cursor = h->cursor;
 
+	if (h->has_digest) {
+		digest_answer(s, from, h);
+		return;
+	}
 	if (pkt_begin(s, SWIM_MSG_SYNC_RSP, h->seq, find(s, &h->sender), NULL,
 		      NULL) != 0)
 		return;
@@ -1467,6 +1556,7 @@ static void on_sync_rsp(struct swim *s, const struct swim_addr *from,
 {
 	struct sync_session *q = &s->sync;
 
+	/* Records were merged already; only a full sync continues. */
 	if (!q->active || h->seq != q->seq || !swim_addr_eq(from, &q->peer))
 		return;
 	if (h->cursor == 0 || --q->slices_left == 0) {
@@ -1492,9 +1582,9 @@ static void sync_tick(struct swim *s, double now)
 		struct member *m;
 
 		s->next_sync = now + s->cfg.sync_interval;
-		if (!s->left && !q->active &&
+		if (!s->left &&
 		    pick_members(s, &m, 1, NULL, PICK_ALIVE, now) == 1)
-			sync_start(s, &m->addr, false, now);
+			digest_send(s, m);
 	}
 }
 
@@ -1583,7 +1673,7 @@ void swim_config_defaults(struct swim_config *c)
 	c->gossip_interval = 0.2;
 	c->gossip_nodes = 3;
 	c->gossip_to_dead = 30;
-	c->sync_interval = 30;
+	c->sync_interval = 10;
 	c->reconnect_interval = 5;
 	c->dead_reap_time = 120;
 	c->health_max = 8;
@@ -1809,7 +1899,7 @@ static void process(struct swim *s, const struct swim_addr *from,
 	 * we missed while apart. */
 	if ((!was_joined || (was_gone && sm->status == SWIM_ALIVE)) &&
 	    !s->left && !s->sync.active)
-		sync_start(s, from, true, now);
+		sync_start(s, from, now);
 }
 
 void swim_recv(struct swim *s, const struct swim_addr *from,
@@ -1878,8 +1968,7 @@ void swim_leave(struct swim *s, double now)
 	s->left = true;
 	s->probe.active = false;
 	s->sync.active = false;
-	s->self->inc++;
-	set_status(s, s->self, SWIM_LEFT, now);
+	touch(s, s->self, s->self->inc + 1, SWIM_LEFT, now);
 	bq_push(s, s->self);
 	/* Tell a few members at once rather than at the next gossip tick. */
 	n = pick_members(s, to, s->cfg.gossip_nodes, NULL, PICK_GOSSIP, now);
@@ -1906,7 +1995,7 @@ int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len,
 	rc = set_meta(s->self, meta, len);
 	if (rc != 0)
 		return rc;
-	s->self->inc++;
+	touch(s, s->self, s->self->inc + 1, SWIM_ALIVE, now);
 	bq_push(s, s->self);
 	update_deadline(s);
 	return 0;

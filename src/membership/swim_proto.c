@@ -132,6 +132,16 @@ int swim_encoder_begin(struct swim_encoder *e, const char *cluster,
 	}
 	p->want_nack = h->want_nack;
 	p->cursor = h->cursor;
+	if (h->has_digest) {
+		for (size_t i = 0; i < SWIM_DIGEST_RANGES; i++) {
+			uint32_t v = h->digest[i];
+
+			for (size_t b = 0; b < 4; b++)
+				e->digest[4 * i + b] = (uint8_t)(v >> (8 * b));
+		}
+		p->digest.len = SWIM_DIGEST_BYTES;
+		p->digest.data = e->digest;
+	}
 	p->n_updates = 0;
 	p->updates = e->ptrs;
 	/* `length` is filled in by finish; being a non-zero fixed32 it then
@@ -303,6 +313,8 @@ static int check_packet(const Gossip__Packet *p, const char *cluster,
 		return -EBADMSG;
 	if (p->n_updates > SWIM_PACKET_RECORDS_MAX)
 		return -EBADMSG;
+	if (p->digest.len != 0 && p->digest.len != SWIM_DIGEST_BYTES)
+		return -EBADMSG;
 
 	memset(h, 0, sizeof(*h));
 	h->type = (enum swim_msg_type)p->type;
@@ -319,6 +331,13 @@ static int check_packet(const Gossip__Packet *p, const char *cluster,
 	}
 	h->want_nack = p->want_nack;
 	h->cursor = p->cursor;
+	h->has_digest = p->digest.len != 0;
+	for (size_t i = 0; h->has_digest && i < SWIM_DIGEST_RANGES; i++) {
+		const uint8_t *d = p->digest.data + 4 * i;
+
+		h->digest[i] = (uint32_t)d[0] | (uint32_t)d[1] << 8 |
+			       (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+	}
 	out->n_records = p->n_updates;
 	for (size_t i = 0; i < p->n_updates; i++) {
 		if (p->updates[i] == NULL ||
