@@ -8,10 +8,17 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BUILD   ?= build
+BINDIR  ?= bin
+# SAN=1: AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer).
+SAN     ?=
 CC      ?= cc
 VERSION := 0.1.0
 
 CFLAGS  ?= -O2 -g
+ifeq ($(SAN),1)
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -fno-strict-aliasing
 CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DPS_VERSION='"$(VERSION)"' -MMD -MP
@@ -34,9 +41,9 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # Helpers shared by tests and benchmarks (e.g. the gossip simulator).
 TESTLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/lib/*.c))
 
-BINS := bin/proxystone $(if $(DUMP_SRC),bin/proxystone-dump)
+BINS := $(BINDIR)/proxystone $(if $(DUMP_SRC),$(BINDIR)/proxystone-dump)
 
-.PHONY: all deps run test unit system install clean
+.PHONY: all deps run test unit system sanitize install clean
 all: $(BINS)
 
 deps:
@@ -58,12 +65,12 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/proxystone: $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(LIB)
-	@mkdir -p bin
+$(BINDIR)/proxystone: $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(LIB)
+	@mkdir -p $(BINDIR)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bin/proxystone-dump: $(DUMP_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
-	@mkdir -p bin
+$(BINDIR)/proxystone-dump: $(DUMP_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
+	@mkdir -p $(BINDIR)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
@@ -73,9 +80,22 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
 run: deps all
 	./tools/run-local.sh
 
+# The whole suite twice: a normal build, then the same tests against an
+# ASan+UBSan build (sanitizer reports in any process fail the run).
+SAN_DIRS := BUILD=build/san BINDIR=build/san/bin SAN=1
 test: deps
 	$(MAKE) all $(UNIT_BIN)
 	$(MAKE) unit system
+	$(MAKE) $(SAN_DIRS) sanitize
+
+sanitize:
+	$(MAKE) $(SAN_DIRS) all $(UNIT_BIN:$(BUILD)/%=build/san/%)
+	$(MAKE) $(SAN_DIRS) unit
+	PS_BIN=$(CURDIR)/build/san/bin/proxystone PS_SANITIZE=1 $(MAKE) $(SAN_DIRS) system
+
+# LeakSanitizer on; UBSan stops at the first error.
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -89,6 +109,6 @@ install: all
 	install -m 0644 etc/*.conf etc/proxystone.service $(DESTDIR)$(PREFIX)/share/proxystone/etc/
 
 clean:
-	rm -rf $(BUILD) bin
+	rm -rf build bin
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -12,7 +12,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "bin", "proxystone")
+BIN = os.environ.get("PS_BIN") or os.path.join(ROOT, "bin", "proxystone")
+# Set by `make sanitize`: any sanitizer report in a node's log fails the test.
+SANITIZE = bool(os.environ.get("PS_SANITIZE"))
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "SUMMARY: UndefinedBehaviorSanitizer")
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
 
 # Deadlines are generous: tests poll until something happens; they never
@@ -184,7 +188,19 @@ class Node:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill9()
+        self.check_sanitizers()
         return self.proc.returncode if self.proc else None
+
+    def check_sanitizers(self):
+        if not SANITIZE or not os.path.exists(self.log_path):
+            return
+        text = self.log()
+        for mark in SANITIZER_MARKS:
+            if mark in text:
+                self.save_log(f"sanitizer-{self.port}")
+                at = text.index(mark)
+                raise AssertionError(f"sanitizer report in node {self.port}'s log:\n"
+                                     + text[max(0, at - 200):at + 3000])
 
     def kill9(self):
         """kill -9 of the whole tree, children first seen, all at once."""

@@ -1120,6 +1120,12 @@ static void test_bug_remove_leaks_gossip_addr(void **state)
 	assert_non_null(n->pb.gossip_addr);
 	memset(n->pb.gossip_addr, '1', big - 1);
 	n->pb.gossip_addr[big - 1] = '\0';
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan's allocator does not feed mallinfo2(); LeakSanitizer checks
+	 * this at exit instead (the sanitizer run of `make test`). */
+	assert_int_equal(registry_remove(r, "g"), 0);
+	return;
+#endif
 	size_t before = heap_in_use();
 	assert_true(before >= big);
 	assert_int_equal(registry_remove(r, "g"), 0);
