@@ -54,6 +54,8 @@ struct config {
 	double idle_timeout;               /* idle_timeout, seconds */
 	double ipc_timeout;                /* ipc_timeout, seconds */
 	int log_level;                     /* log_level: enum log_level */
+	char api_token[CONFIG_STR_MAX];    /* api_token: "" = no authentication */
+	bool api_token_reads;              /* api_token_reads: reads need it too */
 };
 
 /* Fills every field with its default. */

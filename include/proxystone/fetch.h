@@ -78,6 +78,13 @@ struct fetch *fetch_get(struct ev_loop *loop, const char *host, int port,
 			const char *path, double timeout, size_t body_max,
 			fetch_done_fn cb, void *ud);
 
+/* The same, sending `Authorization: Bearer <bearer>` when bearer is not
+ * NULL (no spaces or control characters allowed in it). */
+struct fetch *fetch_get_auth(struct ev_loop *loop, const char *host, int port,
+			     const char *path, const char *bearer,
+			     double timeout, size_t body_max, fetch_done_fn cb,
+			     void *ud);
+
 /*
  * Cancels a fetch whose callback has not run: closes the connection and
  * frees everything; cb is not called. f must be a live fetch (not yet

@@ -73,10 +73,13 @@
  *  - Restart. A member that comes back with its old id and a fresh state
  *    learns its old incarnation from the first peer that holds it (the
  *    peer sends its record back) and refutes it.
- *  - Leave. swim_leave() raises the incarnation and disseminates LEFT. The
- *    instance then stops probing but keeps answering and gossiping; the
- *    driver should keep it running until swim_stats().broadcasts is 0 or a
- *    second or two has passed, then free it.
+ *  - Leave. swim_leave() raises the incarnation and disseminates LEFT; it
+ *    also tells every live member directly, SWIM_GOSSIP_NODES_MAX of them
+ *    per gossip_interval (an epidemic misses a member now and then; a
+ *    datagram each is cheap once per lifetime). The instance stops probing
+ *    but keeps answering; the driver should keep it running for about
+ *    gossip_interval * members / SWIM_GOSSIP_NODES_MAX (at least a
+ *    second), then free it.
  *  - DEAD and LEFT members are forgotten dead_reap_time after their status
  *    changed: long after stale gossip about them has died out, so it cannot
  *    resurrect them.

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* In-flight requests: each HTTP connection has at most one (requests on a
  * connection are handled in order), so this covers conn_max up to 4096. */
@@ -86,6 +87,7 @@ struct api {
 		uint64_t count;
 	} counts[ROUTE_MAX][API_STATUS_SLOTS];
 	uint64_t ipc_unavailable, ipc_timeouts, ipc_bad_replies, ipc_reconnects;
+	uint64_t unauthorized;
 };
 
 static void count(struct api *a, enum route_id r, int status)
@@ -181,6 +183,10 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 		   (unsigned long long)a->ipc_timeouts,
 		   (unsigned long long)a->ipc_bad_replies,
 		   (unsigned long long)a->ipc_reconnects);
+	metric_head(b, "proxystone_http_unauthorized_total", "counter",
+		    "Requests refused for a missing or wrong bearer token");
+	buf_printf(b, "proxystone_http_unauthorized_total %llu\n",
+		   (unsigned long long)a->unauthorized);
 	metric_head(b, "proxystone_sse_streams", "gauge",
 		    "Open Server-Sent Event streams");
 	buf_printf(b, "proxystone_sse_streams %zu\n", a->nsse);
@@ -594,6 +600,44 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int rev)
 
 /* ---- HTTP --------------------------------------------------------------- */
 
+/* Compares in time that depends only on the expected token's length. */
+static bool token_equal(const char *got, size_t glen, const char *want)
+{
+	size_t wlen = strlen(want);
+	unsigned diff = (unsigned)(glen != wlen);
+	for (size_t i = 0; i < wlen; i++)
+		diff |= (unsigned char)(i < glen ? got[i] : 0) ^
+			(unsigned char)want[i];
+	return diff == 0;
+}
+
+/* True if the request may proceed; answers 401 otherwise. */
+static bool authorized(struct api *a, struct http_conn *c,
+		       const struct http_request *req, enum route_id r)
+{
+	const char *token = a->cfg->api_token;
+	if (!token[0])
+		return true;
+	bool write = req->method != HTTP_GET && req->method != HTTP_HEAD;
+	if (!write && !a->cfg->api_token_reads)
+		return true;
+	static const char scheme[] = "Bearer ";
+	struct strview h = req->authorization;
+	if (h.len > sizeof(scheme) - 1 &&
+	    !strncasecmp(h.base, scheme, sizeof(scheme) - 1) &&
+	    token_equal(h.base + sizeof(scheme) - 1,
+			h.len - (sizeof(scheme) - 1), token))
+		return true;
+	a->unauthorized++;
+	struct api_error e;
+	api_error_set(&e, 401, "UNAUTHORIZED",
+		      h.len ? "The bearer token is not valid"
+			    : "This endpoint needs Authorization: Bearer <api_token>");
+	respond_error(a, c, r, &e,
+		      "WWW-Authenticate: Bearer realm=\"proxystone\"\r\n");
+	return false;
+}
+
 static bool cluster_route(enum route_id r)
 {
 	return r != ROUTE_METRICS && r != ROUTE_UNKNOWN;
@@ -624,6 +668,8 @@ static void on_request(struct http_server *s, struct http_conn *c,
 		respond_error(a, c, m.route, &e, allow);
 		return;
 	}
+	if (!authorized(a, c, req, m.route))
+		return;
 	if (!a->cfg->cluster_enabled && cluster_route(m.route) &&
 	    m.route != ROUTE_STATUS && m.route != ROUTE_SERVICE_STATUS) {
 		api_error_set(&e, 503, "CLUSTER_DISABLED",

@@ -303,6 +303,22 @@ int config_set(struct config *c, const char *key, const char *v,
 			return fail(err, errlen, where, key,
 				    "'%s' is not seconds in 0.05-60", v);
 		c->ipc_timeout = d;
+	} else if (!strcmp(key, "api_token")) {
+		size_t tlen = strlen(v);
+		bool ok = tlen >= 16 && tlen < sizeof(c->api_token);
+		for (size_t i = 0; ok && i < tlen; i++)
+			ok = v[i] > 0x20 && v[i] < 0x7f;
+		if (!ok)
+			/* The value is a secret: never echo it. */
+			return fail(err, errlen, where, key,
+				    "must be 16-255 printable characters without spaces%s",
+				    "");
+		strcpy(c->api_token, v);
+	} else if (!strcmp(key, "api_token_reads")) {
+		if (parse_bool(v, &b))
+			return fail(err, errlen, where, key,
+				    "'%s' is not true or false", v);
+		c->api_token_reads = b;
 	} else if (!strcmp(key, "log_level")) {
 		int lv = log_level_parse(v);
 		if (lv < 0)

@@ -434,7 +434,21 @@ struct fetch *fetch_get(struct ev_loop *loop, const char *host, int port,
 			const char *path, double timeout, size_t body_max,
 			fetch_done_fn cb, void *ud)
 {
+	return fetch_get_auth(loop, host, port, path, NULL, timeout, body_max,
+			      cb, ud);
+}
+
+struct fetch *fetch_get_auth(struct ev_loop *loop, const char *host, int port,
+			     const char *path, const char *bearer,
+			     double timeout, size_t body_max, fetch_done_fn cb,
+			     void *ud)
+{
 	char hostname[FETCH_HOST_MAX + 1];
+	if (bearer && (strlen(bearer) > FETCH_PATH_MAX ||
+		       !fetch_token_ok(bearer, strlen(bearer)))) {
+		errno = EINVAL;
+		return NULL;
+	}
 	if (!loop || !host || !path || !cb || port < 1 || port > 65535 ||
 	    !(timeout > 0) || !isfinite(timeout) || path[0] != '/' ||
 	    strlen(path) > FETCH_PATH_MAX ||
@@ -473,8 +487,11 @@ struct fetch *fetch_get(struct ev_loop *loop, const char *host, int port,
 			    "Host: %s\r\n"
 			    "Accept: application/x-protobuf, */*\r\n"
 			    "Connection: close\r\n"
+			    "%s%s%s"
 			    "\r\n",
-			    path, f->authority);
+			    path, f->authority,
+			    bearer ? "Authorization: Bearer " : "",
+			    bearer ? bearer : "", bearer ? "\r\n" : "");
 	if (!rc)
 		rc = fetch_resolve(hostname, port, &f->addrs);
 	if (rc) {

@@ -707,9 +707,12 @@ static void replica_fetch(struct membership *m)
 	snprintf(host, sizeof(host), "%.*s",
 		 (int)(colon - m->cfg->cluster_ip), m->cfg->cluster_ip);
 	m->fetch_at = now;
-	m->fetch = fetch_get(m->loop, host, atoi(colon + 1),
-			     "/api/cluster/replica", REPLICA_FETCH_TIMEOUT,
-			     IPC_FRAME_MAX, on_replica_fetched, m);
+	m->fetch = fetch_get_auth(m->loop, host, atoi(colon + 1),
+				  "/api/cluster/replica",
+				  m->cfg->api_token[0] ? m->cfg->api_token
+						       : NULL,
+				  REPLICA_FETCH_TIMEOUT, IPC_FRAME_MAX,
+				  on_replica_fetched, m);
 	if (!m->fetch)
 		m->n_replica_failures++;
 }

@@ -152,6 +152,7 @@ struct swim {
 	struct swim_addr seeds[SWIM_SEEDS_MAX];
 	size_t n_seeds;
 	struct sync_session sync;
+	size_t leave_cursor; /* members[] told of our leave so far */
 	double deadline;
 
 	/* packet under construction */
@@ -449,7 +450,14 @@ static unsigned digest_range(const struct member *m)
 
 static uint32_t member_digest(const struct member *m)
 {
-	uint64_t x = id_hash(&m->id) ^ (m->inc * 0x9e3779b97f4a7c15ULL) ^
+	uint64_t x;
+
+	/* A record learned from a header lacks its meta: leave it out, so
+	 * that our digest differs from that of members who hold it whole and
+	 * anti-entropy fetches it. */
+	if (m->partial)
+		return 0;
+	x = id_hash(&m->id) ^ (m->inc * 0x9e3779b97f4a7c15ULL) ^
 		     ((uint64_t)m->status << 59);
 
 	x ^= x >> 31;
@@ -463,8 +471,15 @@ static void digest_flip(struct swim *s, const struct member *m)
 	s->digest[digest_range(m)] ^= member_digest(m);
 }
 
-/* Every change of a member's incarnation or status goes through here, so
- * the digest follows. */
+static void set_partial(struct swim *s, struct member *m, bool partial)
+{
+	digest_flip(s, m);
+	m->partial = partial;
+	digest_flip(s, m);
+}
+
+/* Every change of a member's incarnation or status goes through here (and
+ * of `partial`, through set_partial), so the digest follows. */
 static void touch(struct swim *s, struct member *m, uint64_t inc,
 		  enum swim_status st, double now)
 {
@@ -766,7 +781,7 @@ static void apply_alive(struct swim *s, struct member *m,
 		what |= SWIM_EV_META;
 	}
 	m->addr = r->addr;
-	m->partial = false;
+	set_partial(s, m, false);
 	m->quiet = !spread;
 	touch(s, m, r->incarnation, SWIM_ALIVE, now);
 	if (prev != SWIM_ALIVE)
@@ -868,7 +883,7 @@ static void note_sender(struct swim *s, const struct swim_header *h,
 			       h->sender_incarnation, now);
 		if (m == NULL)
 			return;
-		m->partial = true;
+		set_partial(s, m, true);
 		m->last_heard = now;
 		emit(s, m, SWIM_EV_NEW, SWIM_NONE);
 		return;
@@ -884,7 +899,7 @@ static void note_sender(struct swim *s, const struct swim_header *h,
 		r.addr = h->sender_addr;
 		r.status = SWIM_ALIVE;
 		apply_alive(s, m, &r, false, now);
-		m->partial = true;
+		set_partial(s, m, true);
 	} else if (!m->partial &&
 		   (h->sender_incarnation < m->inc || m->status != SWIM_ALIVE)) {
 		m->tell = true;
@@ -1371,6 +1386,30 @@ static void suspicion_tick(struct swim *s, double now)
 /* ------------------------------------------------------------------ */
 /* Dissemination, join, anti-entropy, reaping. */
 
+/*
+ * After swim_leave(): besides the epidemic, tell every live member
+ * directly, SWIM_GOSSIP_NODES_MAX per gossip tick. An epidemic leaves a
+ * member uninformed with probability ~e^-(retransmits); a leave happens
+ * once per process lifetime, so a datagram per member is worth certainty.
+ */
+static void leave_tick(struct swim *s)
+{
+	size_t sent = 0;
+
+	while (sent < SWIM_GOSSIP_NODES_MAX && s->leave_cursor < s->n_members) {
+		struct member *m = s->members[s->leave_cursor++];
+
+		if (m == s->self ||
+		    (m->status != SWIM_ALIVE && m->status != SWIM_SUSPECT))
+			continue;
+		if (pkt_begin(s, SWIM_MSG_GOSSIP, ++s->seq, m, NULL, NULL) != 0)
+			continue;
+		pkt_add_self(s);
+		pkt_end(s, &m->addr);
+		sent++;
+	}
+}
+
 static void gossip_tick(struct swim *s, double now)
 {
 	struct member *to[SWIM_GOSSIP_NODES_MAX];
@@ -1381,6 +1420,8 @@ static void gossip_tick(struct swim *s, double now)
 	s->next_gossip += s->cfg.gossip_interval;
 	if (s->next_gossip <= now)
 		s->next_gossip = now + s->cfg.gossip_interval;
+	if (s->left)
+		leave_tick(s);
 	if (s->bq_count == 0)
 		return;
 	n = pick_members(s, to, s->cfg.gossip_nodes, NULL, PICK_GOSSIP, now);
@@ -1634,7 +1675,7 @@ static void update_deadline(struct swim *s)
 		d = min2(d, p->indirect ? p->end : min2(p->ack_deadline, p->end));
 	if (!s->left)
 		d = min2(d, min2(s->next_probe, s->next_sync));
-	if (s->bq_count > 0)
+	if (s->bq_count > 0 || (s->left && s->leave_cursor < s->n_members))
 		d = min2(d, s->next_gossip);
 	if (s->n_seeds > 0 && !s->left)
 		d = min2(d, s->next_seed);

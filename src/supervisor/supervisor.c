@@ -18,6 +18,7 @@
 #include "proxystone/log.h"
 #include "proxystone/membership.h"
 #include "proxystone/timeutil.h"
+#include "proxystone/ui.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -89,8 +90,7 @@ static bool ui_wanted(const struct config *cfg)
 static const struct role_def roles[SUP_ROLE_MAX] = {
     [SUP_ROLE_MEMBERSHIP] = {"membership", membership_main, NULL},
     [SUP_ROLE_API] = {"api", api_main, NULL},
-    /* ui_main is not written yet: set .main to it when it is. */
-    [SUP_ROLE_UI] = {"ui", NULL, ui_wanted},
+    [SUP_ROLE_UI] = {"ui", ui_main, ui_wanted},
 };
 
 /* ---- Backoff (pure) ---------------------------------------------------- */

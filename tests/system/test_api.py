@@ -393,3 +393,46 @@ class DisabledClusterTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TokenTest(unittest.TestCase):
+    TOKEN = "s3cret-token-0123456789"
+
+    def test_writes_need_the_token(self):
+        node = Node(extra={"api_token": self.TOKEN}).start()
+        try:
+            r = node.post("/api/cluster/register", {"url": "http://a:1"})
+            self.assertEqual(r.status, 401, r)
+            b = r.json()
+            self.assertEqual(b["code"], "UNAUTHORIZED")
+            self.assertEqual(set(b), {"success", "error", "message", "code", "details"})
+            self.assertIn("Bearer", r.headers.get("www-authenticate", ""))
+            for bad in ["Bearer wrong", "Bearer " + self.TOKEN[:-1], "Bearer " + self.TOKEN + "x",
+                        "Basic " + self.TOKEN, self.TOKEN]:
+                r = node.post("/api/cluster/register", {"url": "http://a:1"},
+                              headers={"Authorization": bad})
+                self.assertEqual(r.status, 401, bad)
+            r = node.post("/api/cluster/register", {"id": "tok", "url": "http://a:1"},
+                          headers={"Authorization": "Bearer " + self.TOKEN})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(node.delete("/api/cluster/nodes/tok").status, 401)
+            # Reads stay open unless api_token_reads is set.
+            self.assertEqual(node.get("/api/cluster/nodes").status, 200)
+            # CORS preflight never needs the token.
+            r = node.request("OPTIONS", "/api/cluster/register")
+            self.assertIn(r.status, (200, 204))
+            m = node.get("/metrics").body.decode()
+            self.assertRegex(m, r"proxystone_http_unauthorized_total [1-9]")
+        finally:
+            node.stop()
+
+    def test_reads_can_need_it_too(self):
+        node = Node(extra={"api_token": self.TOKEN, "api_token_reads": "true"}).start(wait=False)
+        try:
+            auth = {"Authorization": "Bearer " + self.TOKEN}
+            wait_for(lambda: node.get("/api/cluster/status", headers=auth).status == 200,
+                     what="node serving")
+            self.assertEqual(node.get("/api/cluster/nodes").status, 401)
+            self.assertEqual(node.get("/api/cluster/nodes", headers=auth).status, 200)
+        finally:
+            node.stop()

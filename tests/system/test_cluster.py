@@ -215,6 +215,26 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(nodes(coord)["total"], 4)
 
 
+class TokenClusterTest(unittest.TestCase):
+    def test_replica_with_protected_reads(self):
+        tmp = tempfile.mkdtemp(prefix="ps-tok-")
+        tok = {"api_token": "cluster-token-0123456789", "api_token_reads": "true"}
+        auth = {"Authorization": "Bearer " + tok["api_token"]}
+        coord = coordinator(tmp, **tok).start(wait=False)
+        w = worker(tmp, coord, **tok).start(wait=False)
+        try:
+            def replica_size():
+                r = w.get("/api/cluster/nodes", headers=auth)
+                return r.status == 200 and r.json()["total"] == 2
+            wait_for(replica_size, timeout=CLUSTER_DEADLINE,
+                     what="worker replica fetched with the token")
+            self.assertEqual(w.get("/api/cluster/nodes").status, 401)
+        finally:
+            for n in (w, coord):
+                n.save_log("token-cluster")
+                n.stop()
+
+
 class ClusterIdTest(unittest.TestCase):
     def test_other_cluster_is_dropped_and_counted(self):
         tmp = tempfile.mkdtemp(prefix="ps-cid-")
