@@ -22,7 +22,7 @@ endif
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -fno-strict-aliasing
 CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DPS_VERSION='"$(VERSION)"' -MMD -MP
-LDLIBS  += -lev -lprotobuf-c -luuid -lhttp_parser -lm
+LDLIBS  += -lev -lprotobuf-c -luuid -lhttp_parser -lsodium -lm
 
 PROTOS    := $(wildcard proto/*.proto)
 PROTO_C   := $(PROTOS:%.proto=$(BUILD)/gen/%.pb-c.c)

@@ -7,7 +7,7 @@ set -eu
 # Build and runtime libraries, the protobuf compiler, unit-test framework,
 # and what the system tests drive the binary with.
 PKGS="build-essential pkg-config libev-dev libprotobuf-c-dev protobuf-c-compiler \
-libjsmn-dev uuid-dev libhttp-parser-dev libcmocka-dev python3 curl procps \
+libjsmn-dev uuid-dev libhttp-parser-dev libcmocka-dev libsodium-dev python3 curl procps \
 iproute2 nftables"
 
 [ -n "${EXTRA_PKGS:-}" ] && PKGS="$PKGS $EXTRA_PKGS"

@@ -34,7 +34,7 @@ struct config {
 	char cluster_ip[CONFIG_STR_MAX];   /* cluster_ip: coordinator host:port ("" on the coordinator) */
 	char coordinator_url[CONFIG_STR_MAX + 16]; /* derived from cluster_ip, "" on the coordinator */
 	char gossip_host[CONFIG_STR_MAX];  /* gossip_host: UDP bind address, default api_host */
-	int gossip_port;                   /* gossip_port: UDP port, default api_port + 1000 */
+	int gossip_port;                   /* gossip_port: UDP port, default api_port + 1000, 0 = off */
 	char coordinator_gossip[CONFIG_STR_MAX]; /* coordinator_gossip: host:port, default cluster_ip's host, port + 1000 */
 	double probe_interval;             /* probe_interval, seconds */
 	double probe_timeout;              /* probe_timeout, seconds */
@@ -55,6 +55,7 @@ struct config {
 	double ipc_timeout;                /* ipc_timeout, seconds */
 	int log_level;                     /* log_level: enum log_level */
 	char api_token[CONFIG_STR_MAX];    /* api_token: "" = no authentication */
+	char gossip_keys[8 * 65 + 1];      /* gossip_key: keyring, hex keys comma-separated, primary first */
 	bool api_token_reads;              /* api_token_reads: reads need it too */
 };
 

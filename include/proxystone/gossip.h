@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxystone/gossip_crypto.h"
 #include "proxystone/swim.h"
 
 struct ev_loop;
@@ -24,6 +25,7 @@ struct gossip_params {
 	const char *advertise_host; /* numeric IPv4 peers reach us at */
 	const char *self_id;        /* UUID text */
 	uint64_t seed;              /* PRNG seed */
+	const struct gossip_keyring *keyring; /* NULL or empty: plaintext */
 };
 
 /* 0 and *out, or -errno with a message in err. */
@@ -43,6 +45,8 @@ bool gossip_leave_done(struct gossip *g);
 struct swim *gossip_swim(struct gossip *g);
 /* Datagrams the socket failed to send (full buffer, unreachable). */
 uint64_t gossip_send_errors(const struct gossip *g);
+/* Datagrams dropped because no key of the ring authenticated them. */
+uint64_t gossip_auth_failures(const struct gossip *g);
 
 /* Parses "a.b.c.d" or "localhost" into host-order IPv4. 0 or -EINVAL. */
 int gossip_parse_ipv4(const char *host, uint32_t *out);

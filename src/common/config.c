@@ -24,7 +24,7 @@ void config_defaults(struct config *c)
 	strcpy(c->api_host, "127.0.0.1");
 	c->api_port = 4401;
 	c->gossip_host[0] = '\0'; /* derived: api_host */
-	c->gossip_port = 0;       /* derived: api_port + 1000 */
+	c->gossip_port = -1;      /* derived: api_port + 1000; 0 = off */
 	/* memberlist's LAN defaults (DefaultLANConfig). */
 	c->probe_interval = 1.0;
 	c->probe_timeout = 0.5;
@@ -314,6 +314,18 @@ int config_set(struct config *c, const char *key, const char *v,
 				    "must be 16-255 printable characters without spaces%s",
 				    "");
 		strcpy(c->api_token, v);
+	} else if (!strcmp(key, "gossip_key")) {
+		/* Up to 8 keys of 64 hex digits, comma-separated; checked
+		 * fully when the keyring is built, never echoed. */
+		size_t klen = strlen(v);
+		bool ok = klen >= 64 && klen < sizeof(c->gossip_keys);
+		for (size_t i = 0; ok && i < klen; i++)
+			ok = isxdigit((unsigned char)v[i]) || v[i] == ',';
+		if (!ok)
+			return fail(err, errlen, where, key,
+				    "must be 64 hex digits, or several comma-separated%s",
+				    "");
+		strcpy(c->gossip_keys, v);
 	} else if (!strcmp(key, "api_token_reads")) {
 		if (parse_bool(v, &b))
 			return fail(err, errlen, where, key,
@@ -406,9 +418,9 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		adv = "127.0.0.1";
 	snprintf(c->node_url, sizeof(c->node_url), "http://%s:%d", adv,
 		 c->api_port);
-	if (c->gossip_port == 0 && c->api_port != 0)
+	if (c->gossip_port < 0)
 		/* Derived so the seed's three nodes never collide: 5401-5403. */
-		c->gossip_port = c->api_port + 1000 <= PORT_MAX
+		c->gossip_port = c->api_port != 0 && c->api_port + 1000 <= PORT_MAX
 					 ? c->api_port + 1000
 					 : 0;
 	if (!c->gossip_host[0])

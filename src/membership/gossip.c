@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
+#include <sodium.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +30,10 @@ struct gossip {
 	gossip_event_fn on_event;
 	void *ud;
 	size_t mtu;
-	uint64_t send_errors;
+	uint64_t send_errors, auth_failures;
+	struct gossip_keyring ring;
 	uint8_t rbuf[GOSSIP_RECV_MAX];
+	uint8_t pbuf[GOSSIP_RECV_MAX]; /* opened (decrypted) datagram */
 };
 
 int gossip_parse_ipv4(const char *host, uint32_t *out)
@@ -58,10 +61,22 @@ static void drain(struct gossip *g)
 	uint8_t out[SWIM_MTU_MAX];
 	struct swim_addr to;
 	size_t len = sizeof(out);
+	uint8_t sealed[SWIM_MTU_MAX + GOSSIP_SEAL_OVERHEAD];
 	while (swim_pop_packet(g->swim, &to, out, &len)) {
 		struct sockaddr_in sa;
 		to_sockaddr(&to, &sa);
-		if (sendto(g->fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL,
+		const uint8_t *wire = out;
+		size_t wlen = len;
+		if (g->ring.n) {
+			if (gossip_seal(&g->ring, out, len, sealed,
+					sizeof(sealed), &wlen)) {
+				g->send_errors++;
+				len = sizeof(out);
+				continue;
+			}
+			wire = sealed;
+		}
+		if (sendto(g->fd, wire, wlen, MSG_DONTWAIT | MSG_NOSIGNAL,
 			   (struct sockaddr *)&sa, sizeof(sa)) < 0)
 			g->send_errors++;
 		len = sizeof(out);
@@ -102,7 +117,17 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int rev)
 			continue;
 		struct swim_addr from = { ntohl(sa.sin_addr.s_addr),
 					  ntohs(sa.sin_port) };
-		swim_recv(g->swim, &from, g->rbuf, (size_t)n, time_mono());
+		const uint8_t *pkt = g->rbuf;
+		size_t plen = (size_t)n;
+		if (g->ring.n) {
+			if (gossip_open(&g->ring, g->rbuf, (size_t)n, g->pbuf,
+					sizeof(g->pbuf), &plen)) {
+				g->auth_failures++;
+				continue;
+			}
+			pkt = g->pbuf;
+		}
+		swim_recv(g->swim, &from, pkt, plen, time_mono());
 	}
 	drain(g);
 }
@@ -127,7 +152,20 @@ int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
 	g->loop = loop;
 	g->on_event = on_event;
 	g->ud = ud;
-	g->mtu = cfg->mtu;
+	struct swim_config sc = *cfg;
+	if (p->keyring && p->keyring->n) {
+		g->ring = *p->keyring;
+		/* Sealing adds bytes: SWIM fills what is left of the MTU. */
+		if (sc.mtu < SWIM_MTU_MIN + GOSSIP_SEAL_OVERHEAD) {
+			snprintf(err, errlen,
+				 "gossip_mtu %zu is too small with a gossip_key (needs %d)",
+				 sc.mtu, SWIM_MTU_MIN + GOSSIP_SEAL_OVERHEAD);
+			free(g);
+			return -EINVAL;
+		}
+		sc.mtu -= GOSSIP_SEAL_OVERHEAD;
+	}
+	g->mtu = sc.mtu;
 	g->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (g->fd < 0) {
 		int e = errno;
@@ -150,7 +188,7 @@ int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
 		return -e;
 	}
 	struct swim_addr self = { adv_ip, (uint16_t)p->port };
-	int rc = swim_new(cfg, p->self_id, &self, p->seed, time_mono(),
+	int rc = swim_new(&sc, p->self_id, &self, p->seed, time_mono(),
 			  &g->swim);
 	if (rc) {
 		snprintf(err, errlen, "swim: %s", strerror(-rc));
@@ -172,6 +210,7 @@ void gossip_free(struct gossip *g)
 {
 	if (!g)
 		return;
+	sodium_memzero(&g->ring, sizeof(g->ring));
 	ev_io_stop(g->loop, &g->io);
 	ev_timer_stop(g->loop, &g->timer);
 	close(g->fd);
@@ -220,4 +259,9 @@ struct swim *gossip_swim(struct gossip *g)
 uint64_t gossip_send_errors(const struct gossip *g)
 {
 	return g->send_errors;
+}
+
+uint64_t gossip_auth_failures(const struct gossip *g)
+{
+	return g->auth_failures;
 }

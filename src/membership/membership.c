@@ -753,12 +753,18 @@ static int gossip_start(struct membership *m)
 	uuid_t u;
 	uuid_generate_random(u);
 	memcpy(&seed, u, sizeof(seed));
+	struct gossip_keyring ring;
+	if (gossip_keyring_parse(&ring, cfg->gossip_keys, err, sizeof(err))) {
+		log_error("gossip_key: %s", err);
+		return -EINVAL;
+	}
 	struct gossip_params gp = {
 		.bind_host = cfg->gossip_host,
 		.port = cfg->gossip_port,
 		.advertise_host = advertise_host(cfg),
 		.self_id = m->self_id,
 		.seed = seed,
+		.keyring = &ring,
 	};
 	int rc = gossip_new(m->loop, &sc, &gp, on_gossip_event, m, &m->gossip,
 			    err, sizeof(err));
@@ -802,8 +808,9 @@ static int gossip_start(struct membership *m)
 		if (gossip_add_seed(m->gossip, host, atoi(colon + 1)) == 0)
 			seeds++;
 	}
-	log_info("gossip on udp %s:%d as %s (cluster %s)", cfg->gossip_host,
-		 cfg->gossip_port, addr, cfg->cluster_id);
+	log_info("gossip on udp %s:%d as %s (cluster %s, %s)", cfg->gossip_host,
+		 cfg->gossip_port, addr, cfg->cluster_id,
+		 ring.n ? "encrypted" : "plaintext");
 	ev_timer_init(&m->meta_timer, on_meta_timer, cfg->heartbeat_interval,
 		      cfg->heartbeat_interval);
 	m->meta_timer.data = m;
@@ -1283,6 +1290,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			{ "proxystone_gossip_dropped_total", "reason=\"malformed\"", "Gossip datagrams dropped", (double)gs.dropped_malformed },
 			{ "proxystone_gossip_dropped_total", "reason=\"misdirected\"", "Gossip datagrams dropped", (double)gs.dropped_misdirected },
 			{ "proxystone_gossip_dropped_total", "reason=\"queue_full\"", "Gossip datagrams dropped", (double)(gs.dropped_outq + gs.dropped_events + gs.dropped_relays) },
+			{ "proxystone_gossip_dropped_total", "reason=\"auth\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_auth_failures(m->gossip) : 0.0 },
 			{ "proxystone_gossip_send_errors_total", NULL, "Gossip datagrams the socket refused", m->gossip ? (double)gossip_send_errors(m->gossip) : 0.0 },
 			{ "proxystone_gossip_members", "status=\"alive\"", "Members in the gossip table", (double)gs.alive },
 			{ "proxystone_gossip_members", "status=\"suspect\"", "Members in the gossip table", (double)gs.suspect },

@@ -235,6 +235,59 @@ class TokenClusterTest(unittest.TestCase):
                 n.stop()
 
 
+def metric(node, name, labels=""):
+    want = f"{name}{{{labels}}}" if labels else name
+    for line in node.get("/metrics").body.decode().splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    return None
+
+
+class EncryptionTest(unittest.TestCase):
+    K1 = "11" * 32
+    K2 = "22" * 32
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ps-key-")
+        self.nodes = []
+
+    def tearDown(self):
+        for i, n in enumerate(self.nodes):
+            n.save_log(f"key-{self._testMethodName}-{i}")
+            n.stop()
+
+    def start(self, node):
+        self.nodes.append(node)
+        return node.start()
+
+    def test_shared_key_forms_and_strangers_are_dropped(self):
+        coord = self.start(coordinator(self.tmp, gossip_key=self.K1))
+        w = self.start(worker(self.tmp, coord, gossip_key=self.K1))
+        wid = node_id(w)
+        wait_for(lambda: status_of(coord, wid) == "active", timeout=CLUSTER_DEADLINE,
+                 what="encrypted worker joined")
+        self.assertIn("encrypted", coord.log())
+        wrong = self.start(worker(self.tmp, coord, gossip_key=self.K2))
+        plain = self.start(worker(self.tmp, coord))
+        wait_for(lambda: (metric(coord, "proxystone_gossip_dropped_total",
+                                 'reason="auth"') or 0) >= 4,
+                 what="unauthenticated datagrams counted")
+        ids = {n["id"] for n in nodes(coord)["nodes"]}
+        self.assertNotIn(node_id(wrong), ids)
+        self.assertNotIn(node_id(plain), ids)
+        self.assertEqual(status_of(coord, wid), "active")
+
+    def test_rotation_with_a_keyring(self):
+        # Mid-rotation: the coordinator already sends with K2, the worker
+        # still with K1; each accepts both.
+        coord = self.start(coordinator(self.tmp, gossip_key=f"{self.K2},{self.K1}"))
+        w = self.start(worker(self.tmp, coord, gossip_key=f"{self.K1},{self.K2}"))
+        wid = node_id(w)
+        wait_for(lambda: status_of(coord, wid) == "active", timeout=CLUSTER_DEADLINE,
+                 what="worker joined across a key rotation")
+        self.assertEqual(metric(coord, "proxystone_gossip_dropped_total", 'reason="auth"'), 0)
+
+
 class ClusterIdTest(unittest.TestCase):
     def test_other_cluster_is_dropped_and_counted(self):
         tmp = tempfile.mkdtemp(prefix="ps-cid-")
