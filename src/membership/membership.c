@@ -3,12 +3,16 @@
  * and their persistence; serves ipc.proto requests on a Unix socket.
  *
  * Durability: a request that changes what must survive a crash
- * (register, delete, serving mode) is applied in memory and its reply is
- * held. Before the loop next blocks (ev_prepare), one snapshot is written
- * for every change made in this loop iteration — a group commit — and only
- * then are the held replies sent. A reply that says "success" therefore
- * always describes state on disk. Heartbeats only refresh liveness; they
- * are flushed lazily (STORE_LAZY_FLUSH) since losing one costs nothing.
+ * (register, delete, serving mode) is applied in memory, appended to the
+ * write-ahead log (wal.c) and its reply is held. Before the loop next
+ * blocks (ev_prepare), one fdatasync covers every change made in this loop
+ * iteration — a group commit — and only then are the held replies sent. A
+ * reply that says "success" therefore always describes state on disk, and
+ * a commit costs O(changes), not O(registry). Status changes go to the log
+ * too but are synced lazily (STORE_LAZY_FLUSH); heartbeat data (lastSeen,
+ * load) only reaches the periodic snapshot, since losing some costs
+ * nothing. The log is compacted into a snapshot (store.c) once it passes
+ * WAL_COMPACT_BYTES, and at shutdown.
  */
 #include "proxystone/membership.h"
 #include "proxystone/config.h"
@@ -19,6 +23,7 @@
 #include "proxystone/log.h"
 #include "proxystone/registry.h"
 #include "proxystone/store.h"
+#include "proxystone/wal.h"
 #include "proxystone/supervisor.h"
 #include "proxystone/timeutil.h"
 
@@ -38,8 +43,14 @@
 #define MEMBERSHIP_CLIENTS_MAX 32
 /* Held replies awaiting one group commit; past this we commit at once. */
 #define COMMIT_PENDING_MAX 4096
-/* Liveness-only changes (heartbeats, expiry) reach disk within this. */
+/* Lazily logged changes (status) are synced within this. */
 #define STORE_LAZY_FLUSH 1.0
+/* Heartbeat data (lastSeen, metadata) reaches a snapshot within this. */
+#define SNAPSHOT_LAZY_INTERVAL 5.0
+/* Compact the log into a snapshot past this many bytes: replay at start-up
+ * stays well under a second, and a snapshot of 10,000 nodes (~5 MB) is
+ * written at most once per this much logged change. */
+#define WAL_COMPACT_BYTES (8u * 1024 * 1024)
 /* After a failed snapshot, retry this often; writes answer 503 meanwhile. */
 #define STORE_RETRY_INTERVAL 1.0
 /* Expiry scan period bound: a few scans per node_timeout, at most 1 s apart. */
@@ -105,8 +116,14 @@ struct membership {
 	uint64_t event_version;        /* registry version last announced */
 	uint64_t next_serial;
 	/* Group commit state. */
-	bool dirty_sync, dirty_lazy, store_failed;
-	double store_failed_at;
+	struct wal *wal;
+	char wal_path[PATH_MAX + 8];
+	bool dirty_lazy;      /* the next periodic snapshot has news */
+	bool must_snapshot;   /* a held reply waits on a snapshot (log refused a record) */
+	bool store_failed;
+	bool used_prev_snapshot; /* replay the previous log too */
+	double store_failed_at, snapshot_at;
+	uint64_t n_wal_syncs, n_wal_damaged, n_wal_replayed;
 	struct held_reply held[COMMIT_PENDING_MAX];
 	size_t nheld;
 	struct buf held_frames;
@@ -151,6 +168,8 @@ static void self_refresh(struct membership *m)
 
 /* ---- persistence -------------------------------------------------------- */
 
+static void store_failure(struct membership *m, const char *what, int rc);
+
 static int save_now(struct membership *m)
 {
 	Ps__Snapshot snap = PS__SNAPSHOT__INIT;
@@ -182,7 +201,174 @@ static int save_now(struct membership *m)
 		log_info("snapshot saved again; storage recovered");
 	m->n_saves++;
 	m->store_failed = false;
-	m->dirty_sync = m->dirty_lazy = false;
+	m->dirty_lazy = m->must_snapshot = false;
+	m->snapshot_at = time_mono();
+	/* The snapshot holds everything the log did (and anything buffered).
+	 * The old log is kept beside the previous snapshot, so falling back
+	 * to that snapshot (if this one is ever damaged) loses nothing. */
+	if (m->wal) {
+		char prev[sizeof(m->wal_path) + 8];
+		snprintf(prev, sizeof(prev), "%s.prev", m->wal_path);
+		wal_close(m->wal);
+		m->wal = NULL;
+		if (rename(m->wal_path, prev) < 0)
+			log_warn("write-ahead log not rotated: %s",
+				 strerror(errno));
+		if (wal_open(m->wal_path, &m->wal, err, sizeof(err))) {
+			log_error("write-ahead log: %s", err);
+			store_failure(m, "write-ahead log open", -EIO);
+		}
+	}
+	return 0;
+}
+
+/* ---- write-ahead log ------------------------------------------------------ */
+
+static void store_failure(struct membership *m, const char *what, int rc)
+{
+	if (!m->store_failed)
+		log_error("%s failed: %s; changes are refused until the data directory recovers",
+			  what, strerror(-rc));
+	m->store_failed = true;
+	m->store_failed_at = time_mono();
+}
+
+/* Makes buffered log records durable. 0 or -errno. */
+static int wal_flush(struct membership *m)
+{
+	if (!m->wal || !wal_pending(m->wal))
+		return 0;
+	int rc = wal_sync(m->wal);
+	if (rc) {
+		m->n_save_failures++;
+		store_failure(m, "write-ahead log sync", rc);
+		return rc;
+	}
+	m->n_wal_syncs++;
+	if (m->store_failed)
+		log_info("write-ahead log synced again; storage recovered");
+	m->store_failed = false;
+	return 0;
+}
+
+/* A record the log could not take goes to disk by snapshot instead. */
+static void wal_logged(struct membership *m, int rc, bool sync)
+{
+	if (rc == 0)
+		return;
+	m->dirty_lazy = true;
+	if (sync)
+		m->must_snapshot = true;
+}
+
+static void wal_log_node(struct membership *m, const struct reg_node *n,
+			 bool sync)
+{
+	if (!m->wal) {
+		wal_logged(m, -EBADF, sync);
+		return;
+	}
+	int rc = wal_append_upsert(m->wal, &n->pb, m->reg.version);
+	if (rc == -ENOBUFS && wal_flush(m) == 0)
+		rc = wal_append_upsert(m->wal, &n->pb, m->reg.version);
+	wal_logged(m, rc, sync);
+}
+
+static void wal_log_remove(struct membership *m, const char *id)
+{
+	int rc = m->wal ? wal_append_remove(m->wal, id, m->reg.version)
+			: -EBADF;
+	if (rc == -ENOBUFS && wal_flush(m) == 0)
+		rc = wal_append_remove(m->wal, id, m->reg.version);
+	wal_logged(m, rc, true);
+}
+
+static void wal_log_serving(struct membership *m)
+{
+	int rc = m->wal ? wal_append_serving(m->wal, m->serving, m->changed_ms,
+					     m->reg.version)
+			: -EBADF;
+	if (rc == -ENOBUFS && wal_flush(m) == 0)
+		rc = wal_append_serving(m->wal, m->serving, m->changed_ms,
+					m->reg.version);
+	wal_logged(m, rc, true);
+}
+
+static int replay_upsert(void *ud, const Ps__Node *n, uint64_t v)
+{
+	struct membership *m = ud;
+	registry_remove(&m->reg, n->id);
+	int rc = registry_load_node(&m->reg, n, time_mono());
+	m->reg.version = v;
+	m->n_wal_replayed++;
+	return rc == -ENOMEM ? rc : 0;
+}
+
+static int replay_remove(void *ud, const char *id, uint64_t v)
+{
+	struct membership *m = ud;
+	registry_remove(&m->reg, id);
+	m->reg.version = v;
+	m->n_wal_replayed++;
+	return 0;
+}
+
+static int replay_serving(void *ud, bool serving, int64_t changed_at_ms,
+			  uint64_t v)
+{
+	struct membership *m = ud;
+	m->serving = serving;
+	m->changed_ms = changed_at_ms;
+	m->reg.version = v;
+	m->n_wal_replayed++;
+	return 0;
+}
+
+/* Applies the log on top of the snapshot, then opens it for appending. */
+static int wal_start(struct membership *m)
+{
+	static const struct wal_replay_ops ops = {
+		.upsert = replay_upsert,
+		.remove = replay_remove,
+		.serving = replay_serving,
+	};
+	char err[ERR_MSG_MAX];
+	size_t tail = 0;
+	int rc = 0;
+	if (m->used_prev_snapshot) {
+		char prev[sizeof(m->wal_path) + 8];
+		snprintf(prev, sizeof(prev), "%s.prev", m->wal_path);
+		rc = wal_replay(prev, m->reg.version, &ops, m, &tail, err,
+				sizeof(err));
+		if (rc && rc != -ENOENT)
+			log_error("previous write-ahead log: %s", err);
+	}
+	rc = wal_replay(m->wal_path, m->reg.version, &ops, m, &tail, err,
+			sizeof(err));
+	if (rc == -EBADMSG) {
+		m->n_wal_damaged++;
+		char aside[PATH_MAX + 64];
+		snprintf(aside, sizeof(aside), "%s.damaged-%lld", m->wal_path,
+			 (long long)time_wall_ms());
+		rename(m->wal_path, aside);
+		log_error("damaged write-ahead log, not applied (%s); moved to %s",
+			  err, aside);
+	} else if (rc && rc != -ENOENT) {
+		log_error("write-ahead log: %s", err);
+		return rc;
+	}
+	if (m->n_wal_replayed)
+		log_info("replayed %llu logged changes; registry version %llu",
+			 (unsigned long long)m->n_wal_replayed,
+			 (unsigned long long)m->reg.version);
+	if (tail)
+		log_warn("write-ahead log: ignored a torn tail of %zu bytes (a crash mid-write)",
+			 tail);
+	rc = wal_open(m->wal_path, &m->wal, err, sizeof(err));
+	if (rc) {
+		log_error("write-ahead log: %s", err);
+		return rc;
+	}
 	return 0;
 }
 
@@ -202,9 +388,11 @@ static int load_state(struct membership *m)
 		log_error("moved it aside to %s", aside);
 		snprintf(prev, sizeof(prev), "%s.prev", m->store_path);
 		rc = store_load(prev, &snap, err, sizeof(err));
-		if (rc == 0)
+		if (rc == 0) {
 			log_warn("loaded the previous snapshot %s instead",
 				 prev);
+			m->used_prev_snapshot = true;
+		}
 	}
 	if (rc == -ENOENT)
 		return 0;
@@ -250,12 +438,16 @@ static void error_reply(Ps__Reply *r, Ps__Error *e, unsigned status,
 	r->error = e;
 }
 
-/* Writes the snapshot if anything needs it and releases held replies. */
+/* Makes this iteration's changes durable and releases held replies. */
 static void commit(struct membership *m)
 {
-	if (!m->dirty_sync && m->nheld == 0)
+	if (m->nheld == 0 && !m->must_snapshot)
 		return;
-	int rc = m->dirty_sync ? save_now(m) : 0;
+	int rc = wal_flush(m);
+	if (!rc && m->must_snapshot)
+		rc = save_now(m);
+	if (!rc && m->wal && wal_size(m->wal) > WAL_COMPACT_BYTES)
+		save_now(m); /* compaction: the log already holds the changes */
 	for (size_t i = 0; i < m->nheld; i++) {
 		struct held_reply *h = &m->held[i];
 		struct client *c = client_by_serial(m, h->client);
@@ -303,9 +495,12 @@ static void on_flush_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	(void)loop;
 	(void)rev;
 	struct membership *m = w->data;
-	if (m->dirty_lazy || m->dirty_sync ||
-	    (m->store_failed &&
-	     time_mono() - m->store_failed_at >= STORE_RETRY_INTERVAL))
+	double now = time_mono();
+	if (m->store_failed && now - m->store_failed_at < STORE_RETRY_INTERVAL)
+		return;
+	wal_flush(m);
+	if ((m->dirty_lazy && now - m->snapshot_at >= SNAPSHOT_LAZY_INTERVAL) ||
+	    m->must_snapshot || m->store_failed)
 		save_now(m);
 }
 
@@ -516,7 +711,7 @@ static void coordinator_apply(struct membership *m, const char *id,
 		}
 		n->pb.has_gossip = true;
 		n->pb.gossip = true;
-		m->dirty_sync = true;
+		wal_log_node(m, n, false);
 		if (created) {
 			m->n_gossip_registered++;
 			log_info("registered %s (%s) at %s via gossip", id,
@@ -554,7 +749,7 @@ static void coordinator_apply(struct membership *m, const char *id,
 			 registry_status_name(n->pb.status),
 			 registry_status_name(next));
 		registry_set_status(&m->reg, n, next);
-		m->dirty_lazy = true;
+		wal_log_node(m, n, false);
 		emit_node(m, "status", id, n);
 	}
 	if (ev->status == SWIM_ALIVE || ev->status == SWIM_SUSPECT) {
@@ -1134,7 +1329,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		r.node = &n->pb;
 		r.has_created = true;
 		r.created = created;
-		m->dirty_sync = durable = true;
+		wal_log_node(m, n, true);
+		durable = true;
 		if (created)
 			log_info("registered %s at %s", n->pb.id, n->pb.url);
 		emit_node(m, created ? "registered" : "updated", n->pb.id, n);
@@ -1167,8 +1363,10 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 				break;
 			}
 			m->dirty_lazy = true;
-			if (n->pb.status != was)
+			if (n->pb.status != was) {
+				wal_log_node(m, n, false);
 				emit_node(m, "status", n->pb.id, n);
+			}
 		}
 		r.node = n ? &n->pb : NULL;
 		r.has_timestamp_ms = true;
@@ -1235,7 +1433,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		}
 		log_info("removed %s", req->delete_node->id);
 		emit_node(m, "removed", req->delete_node->id, NULL);
-		m->dirty_sync = durable = true;
+		wal_log_remove(m, req->delete_node->id);
+		durable = true;
 		break;
 	case PS__REQUEST__BODY_SET_SERVING:
 		if (writes_refused(m, &r, &e))
@@ -1248,8 +1447,9 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			self_refresh(m);
 			publish_meta(m);
 			emit_service(m);
+			wal_log_serving(m);
 		}
-		m->dirty_sync = durable = true;
+		durable = true;
 		/* The reply carries the new status. */
 		__attribute__((fallthrough));
 	case PS__REQUEST__BODY_GET_STATUS:
@@ -1278,6 +1478,9 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			{ "proxystone_snapshot_saves_total", NULL, "Snapshots written", (double)m->n_saves },
 			{ "proxystone_snapshot_failures_total", NULL, "Snapshot writes that failed", (double)m->n_save_failures },
 			{ "proxystone_snapshot_seconds_total", NULL, "Time spent writing snapshots", m->save_seconds },
+			{ "proxystone_wal_syncs_total", NULL, "Write-ahead log syncs (group commits)", (double)m->n_wal_syncs },
+			{ "proxystone_wal_bytes", NULL, "Write-ahead log size since the last snapshot", m->wal ? (double)wal_size(m->wal) : 0.0 },
+			{ "proxystone_wal_damaged_total", NULL, "Damaged write-ahead logs found at start-up", (double)m->n_wal_damaged },
 			{ "proxystone_snapshot_damaged_total", NULL, "Damaged snapshots found at start-up", (double)m->n_snapshot_damaged },
 			{ "proxystone_storage_available", NULL, "1 if the data directory accepts writes", m->store_failed ? 0.0 : 1.0 },
 			{ "proxystone_nodes_expired_total", NULL, "Nodes marked inactive for missing heartbeats", (double)m->n_expired },
@@ -1516,9 +1719,13 @@ int membership_main(const struct config *cfg, int sup_fd)
 	buf_init(&m->held_frames, COMMIT_PENDING_MAX * (size_t)64 * 1024);
 	snprintf(m->store_path, sizeof(m->store_path), "%s/registry.snap",
 		 cfg->data_dir);
+	snprintf(m->wal_path, sizeof(m->wal_path), "%s/registry.wal",
+		 cfg->data_dir);
 	signal(SIGPIPE, SIG_IGN);
 
 	int rc = load_state(m);
+	if (!rc)
+		rc = wal_start(m);
 	if (rc) {
 		log_error("cannot start: state in %s is unreadable",
 			  cfg->data_dir);
@@ -1581,8 +1788,10 @@ int membership_main(const struct config *cfg, int sup_fd)
 	ev_run(m->loop, 0);
 
 	commit(m);
-	if (m->dirty_lazy || m->dirty_sync)
-		save_now(m);
+	/* Compact at shutdown: the next start loads one snapshot. */
+	if (save_now(m))
+		wal_flush(m);
+	wal_close(m->wal);
 	if (m->fetch)
 		fetch_cancel(m->fetch);
 	gossip_free(m->gossip);
