@@ -21,7 +21,8 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -fno-strict-aliasing
-CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DPS_VERSION='"$(VERSION)"' -MMD -MP
+CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DPS_VERSION='"$(VERSION)"' -MMD -MP \
+            -DPS_UI_DIR='"$(PREFIX)/share/proxystone/ui"'
 LDLIBS  += -lev -lprotobuf-c -luuid -lhttp_parser -lsodium -lm
 
 PROTOS    := $(wildcard proto/*.proto)
@@ -43,7 +44,7 @@ TESTLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/lib/*.c))
 
 BINS := $(BINDIR)/proxystone $(if $(DUMP_SRC),$(BINDIR)/proxystone-dump)
 
-.PHONY: all deps run test unit system sanitize install clean
+.PHONY: all deps run test unit system browser sanitize install clean
 all: $(BINS)
 
 deps:
@@ -85,7 +86,7 @@ run: deps all
 SAN_DIRS := BUILD=build/san BINDIR=build/san/bin SAN=1
 test: deps
 	$(MAKE) all $(UNIT_BIN)
-	$(MAKE) unit system
+	$(MAKE) unit system browser
 	$(MAKE) $(SAN_DIRS) sanitize
 
 sanitize:
@@ -103,10 +104,17 @@ unit: $(UNIT_BIN)
 system: all
 	python3 tests/system/run.py
 
+# The dashboard end to end in Debian's headless Chromium (playwright-core).
+browser: all
+	cd tests/browser && npm ci --no-audit --no-fund --silent && node dashboard.test.mjs
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/proxystone/etc
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 etc/*.conf etc/proxystone.service $(DESTDIR)$(PREFIX)/share/proxystone/etc/
+	install -d $(DESTDIR)$(PREFIX)/share/proxystone/ui
+	install -m 0644 src/ui/static/index.html src/ui/static/app.js src/ui/static/style.css \
+		src/ui/static/favicon.svg $(DESTDIR)$(PREFIX)/share/proxystone/ui/
 
 clean:
 	rm -rf build bin

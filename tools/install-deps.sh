@@ -10,6 +10,12 @@ PKGS="build-essential pkg-config libev-dev libprotobuf-c-dev protobuf-c-compiler
 libjsmn-dev uuid-dev libhttp-parser-dev libcmocka-dev libsodium-dev python3 curl procps \
 iproute2 nftables"
 
+# The dashboard's end-to-end test: Debian's Chromium, driven by
+# playwright-core from npm (installed by `make browser` with npm ci).
+PKGS="$PKGS chromium"
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+
 [ -n "${EXTRA_PKGS:-}" ] && PKGS="$PKGS $EXTRA_PKGS"
 
 missing=""

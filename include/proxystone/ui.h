@@ -14,7 +14,10 @@
  *      /usr/local/share/proxystone/ui unless the build defines it).
  * Only the fixed list of files is ever served, so no request path can
  * reach the file system. Editing the files needs a restart of the ui child
- * (kill it; the supervisor starts it again).
+ * (kill it; the supervisor starts it again). If no directory has all the
+ * files, the child logs which it tried and answers page requests with a
+ * 503 page saying so: it still runs, so a missing dashboard never stops the
+ * node from starting (or systemd from getting READY=1).
  *
  * GET /config.json answers {"backends": ui_backends, "clusterId": ...,
  * "version": ...}: what the page scans for nodes.
@@ -30,7 +33,7 @@ struct config;
 #define UI_DIR_DEV "src/ui/static"
 
 /* Child entry point (supervisor.h): runs until SIGTERM, then returns 0;
- * returns 1 if the page's files or the port are unavailable at start-up.
+ * returns 1 if it cannot listen on api_host:ui_port.
  * sup_fd is the supervision pipe, -1 when run standalone. */
 int ui_main(const struct config *cfg, int sup_fd);
 

@@ -61,6 +61,13 @@
 /* Coordinator: registry-version updates in our member record at most this
  * often, so a burst of registrations costs one gossip update, not many. */
 #define META_VERSION_MIN_INTERVAL 0.5
+/* A DEAD verdict from another member about a node we heard from directly
+ * this recently is doubted: after a partition heals, the formerly isolated
+ * side gossips stale deaths of healthy members, which they refute within
+ * milliseconds. A real crash is older than any suspicion timeout (>= 1 s)
+ * when its death arrives, so the doubt never delays a true detection by
+ * more than one expire scan. */
+#define DEAD_DOUBT_WINDOW 1.0
 /* Worker: fetch the registry at most this often, and at least this often
  * (anti-entropy even when no version news arrives). */
 #define REPLICA_FETCH_MIN_INTERVAL 0.5
@@ -675,6 +682,16 @@ static void fmt_addr(const struct swim_addr *a, char out[32])
 		 (a->ip >> 8) & 255, a->ip & 255, a->port);
 }
 
+/* True if a datagram from `id` reached us within DEAD_DOUBT_WINDOW. */
+static bool heard_recently(struct membership *m, const struct swim_id *id)
+{
+	struct swim_member_info mi;
+	if (!m->gossip || swim_member_find(gossip_swim(m->gossip), id, &mi))
+		return false;
+	return mi.last_heard >= 0 &&
+	       time_mono() - mi.last_heard < DEAD_DOUBT_WINDOW;
+}
+
 /*
  * Coordinator: turns what gossip says about a member into its registry
  * entry. A member is registered the first time its record (with a role
@@ -744,6 +761,8 @@ static void coordinator_apply(struct membership *m, const char *id,
 	}
 	n->pb.has_gossip = n->pb.gossip = true;
 	Ps__NodeStatus next = status_from_swim(ev->status, serving);
+	if (ev->status == SWIM_DEAD && heard_recently(m, &ev->id))
+		next = PS__NODE_STATUS__NODE_SUSPECT;
 	if (n->pb.status != next) {
 		log_info("%s: %s -> %s (gossip)", id,
 			 registry_status_name(n->pb.status),
@@ -809,6 +828,16 @@ static void gossip_refresh(struct membership *m)
 			n->pb.has_response_time_ms = true;
 			n->pb.response_time_ms =
 				(double)(long long)(mi.rtt_ms * 1000) / 1000;
+		}
+		/* A doubted death that was not refuted stands. */
+		if (is_coordinator(m) && mi.status == SWIM_DEAD &&
+		    n->pb.status == PS__NODE_STATUS__NODE_SUSPECT &&
+		    !heard_recently(m, &mi.id)) {
+			log_info("%s: suspect -> inactive (gossip)", id);
+			registry_set_status(&m->reg, n,
+					    PS__NODE_STATUS__NODE_INACTIVE);
+			wal_log_node(m, n, false);
+			emit_node(m, "status", id, n);
 		}
 		if (is_coordinator(m) &&
 		    (mi.status == SWIM_ALIVE || mi.status == SWIM_SUSPECT)) {

@@ -19,7 +19,6 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <http_parser.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -81,6 +80,12 @@ struct ui {
 	ev_signal sigterm, sigint;
 	struct buf config_json;
 	char dir[UI_DIR_MAX];
+	/* Set when the page's files could not be loaded: the node still
+	 * starts (a missing dashboard must not keep the API from serving or
+	 * systemd from seeing READY=1) and every page request gets a 503
+	 * page saying what is missing. */
+	bool missing;
+	char missing_why[UI_DIR_MAX * 3 + 128];
 };
 
 /* ---- Loading the page -------------------------------------------------- */
@@ -241,15 +246,50 @@ static const struct ui_file *file_for(struct strview path)
 	return NULL;
 }
 
+/* The spec's error format, plus the Allow header a 405 must carry. */
+static void respond_405(struct http_conn *c)
+{
+	static const char body[] =
+	    "{\"success\":false,\"error\":\"Method Not Allowed\","
+	    "\"message\":\"The dashboard serves GET and HEAD only\","
+	    "\"code\":\"METHOD_NOT_ALLOWED\",\"details\":{}}";
+	http_respond(c, 405, "application/json", "Allow: GET, HEAD\r\n", body,
+		     sizeof(body) - 1);
+}
+
+static void respond_missing(struct ui *u, struct http_conn *c)
+{
+	struct buf b;
+	buf_init(&b, sizeof(u->missing_why) * 2 + 512);
+	buf_puts(&b, "<!doctype html><meta charset=utf-8>"
+		     "<title>Proxy Stone: dashboard not installed</title>"
+		     "<h1>The dashboard's files are missing</h1><p>");
+	/* The reason names paths from the build and the binary's location
+	 * only, but escape it anyway: it is HTML. */
+	for (const char *p = u->missing_why; *p; p++) {
+		if (*p == '<')
+			buf_puts(&b, "&lt;");
+		else if (*p == '>')
+			buf_puts(&b, "&gt;");
+		else if (*p == '&')
+			buf_puts(&b, "&amp;");
+		else
+			buf_putc(&b, *p);
+	}
+	buf_puts(&b, "</p><p>The node's API is not affected. Install the files "
+		     "(<code>make install</code>) and restart the node.</p>");
+	http_respond(c, 503, "text/html; charset=utf-8", UI_HEADERS, b.base,
+		     b.len);
+	buf_fini(&b);
+}
+
 static void on_request(struct http_server *s, struct http_conn *c,
 		       const struct http_request *req, void *ud)
 {
 	(void)s;
 	struct ui *u = ud;
 	if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
-		http_respond_error(c, 405, "METHOD_NOT_ALLOWED",
-				   "The dashboard serves GET and HEAD only",
-				   NULL);
+		respond_405(c);
 		return;
 	}
 	if (strview_eq(req->path, "/config.json")) {
@@ -259,6 +299,10 @@ static void on_request(struct http_server *s, struct http_conn *c,
 		return;
 	}
 	const struct ui_file *f = file_for(req->path);
+	if (f && u->missing) {
+		respond_missing(u, c);
+		return;
+	}
 	if (!f) {
 		http_respond_error(c, 404, "NOT_FOUND",
 				   "No such page; the dashboard is at /", NULL);
@@ -277,7 +321,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int rev)
 int ui_main(const struct config *cfg, int sup_fd)
 {
 	struct ui u = {.cfg = cfg};
-	char err[UI_DIR_MAX * 3 + 128];
+	char err[256];
 	int status = 1;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -287,13 +331,20 @@ int ui_main(const struct config *cfg, int sup_fd)
 		log_error("cannot create the event loop");
 		goto out;
 	}
-	/* Keepalives first: a slow disk while loading must not look like a
-	 * hang (loading is a few small reads, but the rule is cheap). */
+	/* Signals and keepalives before any I/O: a SIGTERM while loading
+	 * still ends in an orderly return, and a slow disk does not look like
+	 * a hang. */
+	ev_signal_init(&u.sigterm, on_stop_signal, SIGTERM);
+	ev_signal_init(&u.sigint, on_stop_signal, SIGINT);
+	ev_signal_start(u.loop, &u.sigterm);
+	ev_signal_start(u.loop, &u.sigint);
 	if (sup_fd >= 0)
 		child_keepalive_start(u.loop, sup_fd);
-	if (ui_load(&u, err, sizeof(err))) {
-		log_error("dashboard files: %s", err);
-		goto out;
+	if (ui_load(&u, u.missing_why, sizeof(u.missing_why))) {
+		log_error("dashboard files: %s; serving an error page instead",
+			  u.missing_why);
+		ui_unload();
+		u.missing = true;
 	}
 	if (build_config_json(&u)) {
 		log_error("cannot build /config.json");
@@ -312,13 +363,9 @@ int ui_main(const struct config *cfg, int sup_fd)
 			  cfg->api_host, cfg->ui_port, err);
 		goto out;
 	}
-	ev_signal_init(&u.sigterm, on_stop_signal, SIGTERM);
-	ev_signal_init(&u.sigint, on_stop_signal, SIGINT);
-	ev_signal_start(u.loop, &u.sigterm);
-	ev_signal_start(u.loop, &u.sigint);
 	log_info("dashboard on http://%s:%d/ (files from %s; scanning %s)",
-		 cfg->api_host, http_server_port(u.http), u.dir,
-		 cfg->ui_backends);
+		 cfg->api_host, http_server_port(u.http),
+		 u.missing ? "nowhere" : u.dir, cfg->ui_backends);
 	if (sup_fd >= 0)
 		child_notify_ready(sup_fd);
 

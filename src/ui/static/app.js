@@ -30,7 +30,7 @@ const PROBE_UNSEEN_MS = 3000;
 // keeps "last seen" and the heartbeat figures fresh (events carry status
 // changes, not heartbeats); while it is not, a poll.
 const VIEWS_LIVE_MS = 5000;
-const VIEWS_FALLBACK_MS = 1500;
+const VIEWS_FALLBACK_MS = 1000;
 // A request that has not answered by then counts as a failure.
 const REQUEST_TIMEOUT_MS = 4000;
 // Event-stream reconnects: from 1 s, doubling, at most every 30 s.
@@ -38,7 +38,7 @@ const STREAM_RETRY_MIN_MS = 1000;
 const STREAM_RETRY_MAX_MS = 30000;
 // Events arrive in bursts (one change can produce registry + node events on
 // several backends): coalesce the refreshes they trigger.
-const EVENT_DEBOUNCE_MS = 120;
+const EVENT_DEBOUNCE_MS = 60;
 // Same bound as the config's ui_backends (UI_BACKEND_PORTS_MAX).
 const MAX_BACKENDS = 64;
 // Entries kept in the live activity list.
@@ -47,6 +47,8 @@ const ACTIVITY_MAX = 12;
 const CONFIRM_MS = 4000;
 const DEFAULT_BACKENDS = '127.0.0.1:4401-4405';
 const STATUSES = ['active', 'suspect', 'inactive', 'disabled', 'left'];
+// Where the API token is kept: this tab's session only, never on disk.
+const TOKEN_KEY = 'proxystone.apiToken';
 
 // ---- State ----------------------------------------------------------------
 
@@ -66,8 +68,17 @@ const state = {
 	expanded: new Set(),
 	activity: [],
 	pending: { service: false, register: false },
-	firstRoundDone: false,
+	token: readToken(),
+	tokenAsked: false,
 };
+
+function readToken() {
+	try {
+		return sessionStorage.getItem(TOKEN_KEY) || '';
+	} catch {
+		return '';
+	}
+}
 
 function emptyView() {
 	return {
@@ -90,13 +101,13 @@ function newBackend(url, source) {
 		lastContact: null,
 		lastError: '',
 		probing: false,
+		probeAgain: false,
 		probeTimer: null,
 		es: null,
 		stream: 'off', // off | connecting | live | polling
 		streamFailures: 0,
 		streamTimer: null,
 		streamRetryAt: 0,
-		flash: 0,
 	};
 }
 
@@ -212,11 +223,15 @@ function describeError(r) {
 async function api(base, method, path, body) {
 	const ctl = new AbortController();
 	const timer = setTimeout(() => ctl.abort(), REQUEST_TIMEOUT_MS);
-	const init = { method, signal: ctl.signal, cache: 'no-store' };
+	const init = { method, signal: ctl.signal, cache: 'no-store', headers: {} };
 	if (body !== undefined) {
 		init.body = JSON.stringify(body);
-		init.headers = { 'Content-Type': 'application/json' };
+		init.headers['Content-Type'] = 'application/json';
 	}
+	// Nodes with api_token want it on writes (and reads with
+	// api_token_reads). An event stream cannot carry it: with reads
+	// protected, the page polls.
+	if (state.token) init.headers.Authorization = `Bearer ${state.token}`;
 	const t0 = performance.now();
 	try {
 		const res = await fetch(base + path, init);
@@ -333,12 +348,19 @@ function probeSoon(b, delay = 0) {
 
 async function probe(b) {
 	clearTimeout(b.probeTimer);
-	if (b.probing) return;
+	if (b.probing) {
+		// The answer in flight may predate the change that asked for
+		// this probe: probe again as soon as it is in.
+		b.probeAgain = true;
+		return;
+	}
 	b.probing = true;
+	b.probeAgain = false;
 	const r = await api(b.url, 'GET', '/api/cluster/status');
 	b.probing = false;
 	if (!state.backends.includes(b)) return; // removed meanwhile
 	const wasReachable = b.reachable;
+	const wasSeen = b.everSeen;
 	b.probed = true;
 	// A Proxy Stone node answers with its JSON, success or error (a 503
 	// while its membership process restarts is still a node).
@@ -354,6 +376,11 @@ async function probe(b) {
 			b.problem = '';
 		} else {
 			b.problem = `${r.json.code}: ${r.json.message || ''}`;
+			// Reads are protected (api_token_reads): ask once.
+			if (r.status === 401 && !state.tokenAsked) {
+				state.tokenAsked = true;
+				askToken(`${hostPort(b.url)} wants an API token to be read`);
+			}
 		}
 		if (!b.es && !b.streamTimer) connectStream(b);
 	} else {
@@ -366,12 +393,15 @@ async function probe(b) {
 			b.stream = 'polling';
 		}
 	}
-	if (b.everSeen && wasReachable !== b.reachable && wasReachable !== null)
-		logActivity(b, b.reachable ? 'answering again' : `unreachable (${b.lastError})`, b.reachable ? 'ok' : 'bad');
+	if (isNode && !wasSeen) {
+		const self = (b.status && b.status.status) || {};
+		logActivity(b, `found ${self.role || 'node'} ${shortId(self.id)}${b.problem ? ` (${b.problem})` : ''}`, b.problem ? 'warn' : 'ok', self.id);
+	} else if (b.everSeen && wasReachable !== b.reachable && wasReachable !== null)
+		logActivity(b, b.reachable ? 'answering again' : b.lastError === 'unreachable' ? 'unreachable' : `unreachable: ${b.lastError}`, b.reachable ? 'ok' : 'bad');
 	maybeAutoSelect();
 	if (b.url === state.selected && wasReachable !== b.reachable) scheduleViews(0);
 	renderSoon();
-	const delay = !b.everSeen ? PROBE_UNSEEN_MS : b.stream === 'live' ? PROBE_LIVE_MS : PROBE_FALLBACK_MS;
+	const delay = b.probeAgain ? 0 : !b.everSeen ? PROBE_UNSEEN_MS : b.stream === 'live' ? PROBE_LIVE_MS : PROBE_FALLBACK_MS;
 	b.probeTimer = setTimeout(() => probe(b), delay);
 }
 
@@ -449,7 +479,6 @@ function connectStream(b) {
 function onStreamEvent(b, kind, d) {
 	b.stream = 'live';
 	b.lastContact = Date.now();
-	b.flash = Date.now();
 	if (d && typeof d.registryVersion === 'number') b.registryVersion = d.registryVersion;
 	if (kind === 'hello') {
 		// (Re)connected: whatever happened while we were away is in the
@@ -619,7 +648,8 @@ function streamInfo(b) {
 		return { cls: 'connecting', label: 'connecting', title: 'Opening the event stream…' };
 	default: {
 		const retry = b.streamRetryAt > Date.now() ? ` Retrying the stream in ${Math.ceil((b.streamRetryAt - Date.now()) / 1000)} s.` : '';
-		return { cls: 'polling', label: 'polling', title: `Event stream unavailable: polling every ${PROBE_FALLBACK_MS / 1000} s.${retry}` };
+		const why = state.token ? ' (if this node wants the API token for reads: a browser event stream cannot send it)' : '';
+		return { cls: 'polling', label: 'polling', title: `Event stream unavailable${why}: polling every ${PROBE_FALLBACK_MS / 1000} s.${retry}` };
 	}
 	}
 }
@@ -684,7 +714,12 @@ function renderBackends() {
 			: 'Scanning…';
 		rows.push(h('tr', { class: 'placeholder' }, h('td', { colspan: '9' }, text)));
 	}
+	// Rebuilding the rows must not steal the keyboard: a focused radio
+	// gets its successor focused.
+	const focused = document.activeElement && body.contains(document.activeElement)
+		? document.activeElement.closest('tr[data-backend]')?.dataset.backend : null;
 	body.replaceChildren(...rows);
+	if (focused) body.querySelector(`tr[data-backend="${CSS.escape(focused)}"] input`)?.focus();
 
 	const misses = $('scan-misses');
 	const waiting = unseen.filter((b) => b.probed);
@@ -696,7 +731,7 @@ function renderBackends() {
 	} else {
 		misses.hidden = true;
 	}
-	$('scan-spec').textContent = state.spec || DEFAULT_BACKENDS;
+	$('scan-spec').textContent = (state.spec || DEFAULT_BACKENDS).split(',').map((x) => x.trim()).join(', ');
 }
 
 function renderTopbar() {
@@ -1025,6 +1060,8 @@ async function setServing(enable) {
 		}
 		if (b.status && b.status.serviceStatus && r.json.status) Object.assign(b.status.serviceStatus, r.json.status);
 		probeSoon(b);
+	} else if (r.status === 401) {
+		askToken(`${hostPort(b.url)}: ${describeError(r)}`);
 	} else {
 		toast(`${hostPort(b.url)}: ${describeError(r)}`, 'error');
 	}
@@ -1057,6 +1094,8 @@ async function removeNode(n) {
 			label: `Switch to ${hostPort(coord)}`,
 			run: () => select(coord),
 		} : null);
+	} else if (r.status === 401) {
+		askToken(`Could not remove ${shortId(n.id)}: ${describeError(r)}`);
 	} else {
 		toast(`Could not remove ${shortId(n.id)}: ${describeError(r)}`, 'error');
 	}
@@ -1067,7 +1106,7 @@ function clearRegisterResult() {
 	const res = $('register-result');
 	res.hidden = true;
 	res.replaceChildren();
-	res.className = 'form-result';
+	res.className = 'form-result f-full';
 	const form = $('register-form');
 	for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
 	for (const el of form.querySelectorAll('.field-msg')) el.textContent = '';
@@ -1085,7 +1124,7 @@ function fieldError(field, message) {
 function showRegisterResult(kind, title, ...content) {
 	const res = $('register-result');
 	res.hidden = false;
-	res.className = `form-result ${kind}`;
+	res.className = `form-result f-full ${kind}`;
 	res.dataset.kind = kind;
 	res.replaceChildren(h('strong', { class: 'result-title' }, title), ...content);
 }
@@ -1147,6 +1186,13 @@ async function register(ev) {
 		showRegisterResult('error', 'Request failed', h('p', null, describeError(r)));
 		return;
 	}
+	if (r.status === 401) {
+		showRegisterResult('error', `API token needed · ${j.code || 401}`,
+			h('p', null, j.message || ''),
+			h('p', null, h('button', { type: 'button', class: 'btn btn-primary btn-small', onclick: () => askToken() }, state.token ? 'Change the API token' : 'Enter the API token')));
+		askToken();
+		return;
+	}
 	if (j.code === 'NOT_COORDINATOR') {
 		const coord = j.details && j.details.coordinatorUrl;
 		showRegisterResult('warn', 'This backend is a worker',
@@ -1196,13 +1242,41 @@ function toast(text, kind, action) {
 	setTimeout(() => el.remove(), action ? 12000 : 5000);
 }
 
+// ---- API token ---------------------------------------------------------------------
+
+// Opens the token box (a write was refused with 401).
+function askToken(message) {
+	if (message) toast(`${message}. Enter the API token, then try again.`, 'error');
+	const box = $('token-box');
+	box.open = true;
+	$('token-input').focus();
+}
+
+function setToken(t) {
+	state.token = t;
+	try {
+		if (t) sessionStorage.setItem(TOKEN_KEY, t);
+		else sessionStorage.removeItem(TOKEN_KEY);
+	} catch {
+		// Storage disabled: the token lasts until the page is reloaded.
+	}
+	renderToken();
+	for (const b of state.backends) probeSoon(b);
+	scheduleViews(0);
+}
+
+function renderToken() {
+	const box = $('token-box');
+	box.dataset.set = state.token ? 'true' : 'false';
+	$('token-state').textContent = state.token ? 'API token set' : 'No API token';
+}
+
 // ---- Filters -----------------------------------------------------------------------
 
 function setFilter(k, v) {
 	state.filters[k] = v;
 	syncFilterInputs();
 	writeHash();
-	state.view.nodes = state.view.nodes || null;
 	scheduleViews(0);
 	renderCounts();
 }
@@ -1281,6 +1355,20 @@ function wire() {
 			scheduleViews(0);
 		}, 0);
 	});
+	$('token-form').addEventListener('submit', (e) => {
+		e.preventDefault();
+		const t = $('token-input').value.trim();
+		$('token-input').value = '';
+		$('token-box').open = false;
+		setToken(t);
+		toast(t ? 'API token set: it goes with every request from this tab' : 'API token cleared', 'ok');
+	});
+	$('token-forget').addEventListener('click', () => {
+		$('token-input').value = '';
+		$('token-box').open = false;
+		setToken('');
+		toast('API token forgotten', 'ok');
+	});
 	$('add-backend-form').addEventListener('submit', (e) => {
 		e.preventDefault();
 		const input = $('add-backend');
@@ -1320,6 +1408,7 @@ function wire() {
 
 async function main() {
 	wire();
+	renderToken();
 	const wanted = readHash();
 	syncFilterInputs();
 	const cfg = await loadConfig();
