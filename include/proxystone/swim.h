@@ -135,41 +135,55 @@
  * ones), when set in the config: the hook for tools/dump. Runs inside the
  * swim_* call that caused it; must not call back into the instance. */
 struct swim_trace {
-	bool sent;               /* true: we sent it; false: we received it */
+	bool sent; /* true: we sent it; false: we received it */
 	double now;
-	struct swim_addr peer;   /* destination or source */
-	size_t size;             /* datagram bytes */
-	int error;               /* received: 0, or why it was dropped */
+	struct swim_addr peer;	       /* destination or source */
+	size_t size;		       /* datagram bytes */
+	int error;		       /* received: 0, or why it was dropped */
 	const struct swim_header *hdr; /* NULL if it did not decode */
 	const struct swim_record *records;
 	size_t n_records;
 };
 typedef void (*swim_trace_fn)(void *ctx, const struct swim_trace *t);
 
-/* Defaults (swim_config_defaults) are memberlist's LAN configuration. */
+/*
+ * Tunables. swim_config_defaults() gives memberlist's LAN configuration
+ * (its names in brackets); the last four have no memberlist equivalent.
+ */
 struct swim_config {
-	char cluster_id[SWIM_CLUSTER_ID_MAX + 1]; /* "" allowed */
-	size_t mtu;               /* 1400: Ethernet 1500 less tunnel headroom */
-	double probe_interval;    /* 1 s (ProbeInterval) */
-	double probe_timeout;     /* 0.5 s (ProbeTimeout) */
-	unsigned indirect_checks; /* 3 (IndirectChecks) */
-	double nack_ratio;        /* 0.8: nack at 80% of the probe timeout */
-	double suspicion_mult;    /* 4 (SuspicionMult) */
-	double suspicion_max_mult; /* 6 (SuspicionMaxTimeoutMult) */
-	unsigned retransmit_mult; /* 4 (RetransmitMult) */
-	double gossip_interval;   /* 0.2 s (GossipInterval) */
-	unsigned gossip_nodes;    /* 3 (GossipNodes) */
-	double gossip_to_dead;    /* 30 s (GossipToTheDeadTime): dead members
-				     still get gossip, so they can refute */
-	double sync_interval;     /* 10 s: a digest costs ~300 bytes, so this
-				     is cheap, and bounds how long an update
-				     the epidemic missed stays missing
-				     (memberlist's 30 s push-pull sends the
-				     whole table, hence rarer) */
-	double reconnect_interval; /* 5 s: re-ping seeds / one dead member */
-	double dead_reap_time;    /* 120 s: forget DEAD/LEFT members after */
-	unsigned health_max;      /* 8 (AwarenessMaxMultiplier) */
-	swim_trace_fn trace;      /* NULL: no tracing, no cost */
+	/* Carried by every datagram; others' datagrams are dropped. */
+	char cluster_id[SWIM_CLUSTER_ID_MAX + 1];
+	/* 1400: Ethernet's 1500 less room for IP, UDP and tunnel headers.
+	 * A driver that wraps datagrams (sealing) must subtract its
+	 * overhead. */
+	size_t mtu;
+	double probe_interval;	   /* 1 s [ProbeInterval] */
+	double probe_timeout;	   /* 0.5 s [ProbeTimeout] */
+	unsigned indirect_checks;  /* 3 [IndirectChecks] */
+	double suspicion_mult;	   /* 4 [SuspicionMult] */
+	double suspicion_max_mult; /* 6 [SuspicionMaxTimeoutMult] */
+	unsigned retransmit_mult;  /* 4 [RetransmitMult] */
+	double gossip_interval;	   /* 0.2 s [GossipInterval] */
+	unsigned gossip_nodes;	   /* 3 [GossipNodes] */
+	/* 30 s [GossipToTheDeadTime]: dead members still get gossip for a
+	 * while, so that one wrongly declared dead hears it and refutes. */
+	double gossip_to_dead;
+	unsigned health_max; /* 8 [AwarenessMaxMultiplier] */
+	/* 0.8: an intermediary nacks at 80% of the probe timeout, early
+	 * enough for the nack to reach the requester within its period. */
+	double nack_ratio;
+	/* 10 s: digest anti-entropy. A digest costs ~300 bytes, so it can
+	 * run more often than memberlist's 30 s full push-pull, and bounds
+	 * how long an update the epidemic missed stays missing. */
+	double sync_interval;
+	/* 5 s: seeds no live member holds, and one random DEAD member, are
+	 * pinged this often (rejoin after a partition or a seed restart). */
+	double reconnect_interval;
+	/* 120 s: DEAD and LEFT members are forgotten this long after their
+	 * status changed; stale gossip has died out by then (retransmits
+	 * last seconds), so it cannot resurrect them. */
+	double dead_reap_time;
+	swim_trace_fn trace; /* NULL: no tracing, no cost */
 	void *trace_ctx;
 };
 
@@ -195,12 +209,13 @@ void swim_free(struct swim *s);
  * 0, -EEXIST (already a seed), -ENOSPC (SWIM_SEEDS_MAX). */
 int swim_add_seed(struct swim *s, const struct swim_addr *addr, double now);
 /* A datagram from `from`. Never fails: bad datagrams are counted. */
-void swim_recv(struct swim *s, const struct swim_addr *from,
-	       const uint8_t *pkt, size_t len, double now);
+void swim_recv(struct swim *s, const struct swim_addr *from, const uint8_t *pkt,
+	       size_t len, double now);
 /* Runs every timer due at `now`. Call it at swim_next_deadline() (earlier
  * or later is harmless: early does nothing, late catches up). */
 void swim_tick(struct swim *s, double now);
-/* When swim_tick() next has work, as a `now` value. */
+/* When swim_tick() next has work, as a `now` value. Always finite until
+ * swim_leave(); after it, INFINITY once nothing is left to do. */
 double swim_next_deadline(const struct swim *s);
 /* Graceful leave: disseminates LEFT, stops probing. Not undoable. */
 void swim_leave(struct swim *s, double now);
@@ -208,8 +223,7 @@ void swim_leave(struct swim *s, double now);
  * incarnation so it disseminates. Same bytes again: no-op. Each change is
  * an update every member hears: keep changes to significant ones. 0,
  * -EMSGSIZE, -EPERM after swim_leave(). */
-int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len,
-		  double now);
+int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len, double now);
 
 /* --- Outputs. --- */
 
@@ -220,10 +234,10 @@ bool swim_pop_packet(struct swim *s, struct swim_addr *to, uint8_t *buf,
 		     size_t *len);
 
 enum swim_event_what {
-	SWIM_EV_NEW = 1 << 0,    /* first time in our table */
+	SWIM_EV_NEW = 1 << 0,	 /* first time in our table */
 	SWIM_EV_STATUS = 1 << 1, /* status changed: prev_status -> status */
-	SWIM_EV_META = 1 << 2,   /* meta changed */
-	SWIM_EV_ADDR = 1 << 3,   /* address changed */
+	SWIM_EV_META = 1 << 2,	 /* meta changed */
+	SWIM_EV_ADDR = 1 << 3,	 /* address changed */
 	SWIM_EV_INCARNATION = 1 << 4, /* incarnation changed */
 	SWIM_EV_FORGOTTEN = 1 << 5,   /* removed from the table (reaped) */
 };
@@ -236,7 +250,7 @@ struct swim_event {
 	uint64_t incarnation;
 	enum swim_status status;
 	enum swim_status prev_status; /* SWIM_NONE with SWIM_EV_NEW */
-	double rtt_ms;                /* smoothed probe RTT, < 0: unknown */
+	double rtt_ms;		      /* smoothed probe RTT, < 0: unknown */
 	size_t meta_len;
 	uint8_t meta[SWIM_META_MAX];
 };
@@ -253,8 +267,8 @@ struct swim_member_info {
 	uint64_t incarnation;
 	bool is_self;
 	double status_since; /* `now` of the last status change */
-	double last_heard;   /* `now` of the last datagram from it, < 0: never */
-	double rtt_ms;       /* smoothed probe round trip, < 0: unknown */
+	double last_heard; /* `now` of the last datagram from it, < 0: never */
+	double rtt_ms;	   /* smoothed probe round trip, < 0: unknown */
 	size_t meta_len;
 	uint8_t meta[SWIM_META_MAX];
 };
@@ -281,24 +295,24 @@ struct swim_stats {
 	uint64_t dropped_bad_version; /* another protocol version */
 	uint64_t dropped_malformed;   /* did not decode or failed a bound */
 	uint64_t dropped_misdirected; /* ping for another id, or from our id */
-	uint64_t dropped_outq;        /* output queue full (SWIM_OUTQ_MAX) */
+	uint64_t dropped_outq;	      /* output queue full (SWIM_OUTQ_MAX) */
 	uint64_t dropped_events;      /* event queue full (SWIM_EVENTQ_MAX) */
 	uint64_t dropped_relays;      /* ping-req while SWIM_RELAYS_MAX busy */
 	uint64_t dropped_members;     /* table full (SWIM_MEMBERS_MAX) */
-	uint64_t probes;              /* direct probes started */
+	uint64_t probes;	      /* direct probes started */
 	uint64_t probe_failures;      /* probes that ended without an ack */
 	uint64_t indirect_probes;     /* ping-reqs sent */
-	uint64_t relays;              /* ping-reqs served for others */
+	uint64_t relays;	      /* ping-reqs served for others */
 	uint64_t nacks_sent, nacks_received;
-	uint64_t suspects;            /* members we suspected ourselves */
-	uint64_t deaths;              /* suspicions that expired here */
-	uint64_t refutes;             /* times we refuted (false suspicions) */
-	uint64_t updates_sent;        /* records piggybacked */
-	uint64_t syncs;               /* anti-entropy exchanges started */
-	unsigned local_health;        /* Lifeguard score, 0 = healthy */
+	uint64_t suspects;     /* members we suspected ourselves */
+	uint64_t deaths;       /* suspicions that expired here */
+	uint64_t refutes;      /* times we refuted (false suspicions) */
+	uint64_t updates_sent; /* records piggybacked */
+	uint64_t syncs;	       /* anti-entropy exchanges started */
+	unsigned local_health; /* Lifeguard score, 0 = healthy */
 	size_t members, alive, suspect, dead, left;
-	size_t broadcasts;            /* updates still to disseminate */
-	uint64_t incarnation;         /* ours */
+	size_t broadcasts;    /* updates still to disseminate */
+	uint64_t incarnation; /* ours */
 };
 
 void swim_stats_get(const struct swim *s, struct swim_stats *out);

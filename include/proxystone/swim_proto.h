@@ -132,7 +132,7 @@ struct swim_record {
 	struct swim_addr addr;
 	uint64_t incarnation;
 	enum swim_status status; /* never SWIM_NONE */
-	bool has_from;           /* SUSPECT: `from` suspects the member */
+	bool has_from;		 /* SUSPECT: `from` suspects the member */
 	struct swim_id from;
 	const uint8_t *meta; /* ALIVE only; NULL when meta_len is 0 */
 	size_t meta_len;     /* <= SWIM_META_MAX */
@@ -144,12 +144,12 @@ struct swim_header {
 	struct swim_id sender;
 	struct swim_addr sender_addr;
 	uint64_t sender_incarnation;
-	bool has_target;          /* PING (optional), PING_REQ (required) */
+	bool has_target; /* PING (optional), PING_REQ (required) */
 	struct swim_id target;
 	struct swim_addr target_addr; /* PING_REQ */
-	bool want_nack;               /* PING_REQ */
-	uint32_t cursor;              /* SYNC_REQ, SYNC_RSP */
-	bool has_digest;              /* SYNC_REQ (periodic anti-entropy) */
+	bool want_nack;		      /* PING_REQ */
+	uint32_t cursor;	      /* SYNC_REQ, SYNC_RSP */
+	bool has_digest;	      /* SYNC_REQ (periodic anti-entropy) */
 	uint32_t digest[SWIM_DIGEST_RANGES];
 };
 
@@ -234,7 +234,7 @@ size_t swim_record_wire_size(const struct swim_record *r);
 struct swim_decoder {
 	Gossip__Packet *msg; /* the unpacked datagram, NULL if none */
 	size_t arena_used;   /* bytes handed out from arena */
-	size_t total;        /* bytes handed out in all, <= DECODE_ALLOC_MAX */
+	size_t total;	     /* bytes handed out in all, <= DECODE_ALLOC_MAX */
 	_Alignas(16) uint8_t arena[SWIM_DECODE_ARENA];
 };
 
@@ -248,8 +248,8 @@ void swim_decoder_init(struct swim_decoder *d);
  *   -EACCES          another cluster (cluster id differs from `cluster`).
  * On error `out` is unspecified and nothing needs releasing.
  */
-int swim_decode(struct swim_decoder *d, const char *cluster,
-		const uint8_t *buf, size_t len, struct swim_packet *out);
+int swim_decode(struct swim_decoder *d, const char *cluster, const uint8_t *buf,
+		size_t len, struct swim_packet *out);
 /* Frees the last decoded datagram. Safe to call when there is none. */
 void swim_decoder_release(struct swim_decoder *d);
 

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <ev.h>
 #include <sodium.h>
 #include <netinet/in.h>
@@ -84,10 +85,12 @@ static void drain(struct gossip *g)
 	struct swim_event ev;
 	while (swim_pop_event(g->swim, &ev))
 		g->on_event(g->ud, &ev);
+	ev_timer_stop(g->loop, &g->timer);
 	double wait = swim_next_deadline(g->swim) - time_mono();
+	if (!isfinite(wait))
+		return; /* nothing scheduled (after a leave): no timer */
 	if (wait < 0)
 		wait = 0;
-	ev_timer_stop(g->loop, &g->timer);
 	ev_timer_set(&g->timer, wait, 0);
 	ev_timer_start(g->loop, &g->timer);
 }

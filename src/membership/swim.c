@@ -12,6 +12,9 @@
  *    goes out, so a newer update replaces an older one for free.
  *  - suspects: members under suspicion (scanned for expired timers).
  *  - gone: DEAD and LEFT members, oldest first (reaping).
+ *  - digest[]: per id-hash range, the XOR of the members' (id,
+ *    incarnation, status) hashes, kept current on every change, compared
+ *    by periodic anti-entropy.
  */
 #include "proxystone/swim.h"
 
@@ -32,7 +35,7 @@
  * draws 3n); few live members among many dead ones just yield fewer. */
 #define SAMPLE_TRIES_PER_PICK 4
 #define SAMPLE_TRIES_EXTRA 8
-/* Times one anti-entropy request is resent when its answer is lost. */
+/* Times one full-sync request is resent when its answer is lost. */
 #define SYNC_RETRIES 2
 /* Gain of the smoothed probe RTT, TCP's SRTT alpha (RFC 6298). */
 #define RTT_ALPHA 0.125
@@ -60,31 +63,32 @@ struct mlist {
 
 struct suspicion {
 	double start, min, max, deadline;
-	unsigned k;      /* confirmations that drive the timeout to min */
-	unsigned n;      /* confirmations so far */
+	unsigned k;	 /* confirmations that drive the timeout to min */
+	unsigned n;	 /* confirmations so far */
 	unsigned n_from; /* ids in from[] */
-	struct swim_id from[SWIM_INDIRECT_MAX + 1]; /* originator + confirmers */
-	struct swim_id last_from; /* suspecter named in our broadcast */
+	struct swim_id
+	    from[SWIM_INDIRECT_MAX + 1]; /* originator + confirmers */
+	struct swim_id last_from;	 /* suspecter named in our broadcast */
 };
 
 struct member {
 	struct swim_id id;
 	struct swim_addr addr;
 	uint64_t inc;
-	uint8_t status;  /* enum swim_status */
-	bool partial;    /* learned from a header: meta unknown, not spread */
-	bool tell;       /* its claims about itself are stale: send it ours */
-	bool quiet;      /* learned from a table slice, not disseminated yet */
-	int16_t bq_t;    /* transmits so far, -1: not queued */
+	uint8_t status; /* enum swim_status */
+	bool partial;	/* learned from a header: meta unknown, not spread */
+	bool tell;	/* its claims about itself are stale: send it ours */
+	bool quiet;	/* learned from a table slice, not disseminated yet */
+	int16_t bq_t;	/* transmits so far, -1: not queued */
 	uint16_t meta_len;
-	uint32_t index;  /* slot in members[] */
-	float rtt;       /* smoothed probe RTT, seconds, < 0: unknown */
+	uint32_t index; /* slot in members[] */
+	float rtt;	/* smoothed probe RTT, seconds, < 0: unknown */
 	double status_time;
 	double last_heard;
 	uint8_t *meta;
 	struct suspicion *susp; /* while SUSPECT */
-	struct mlink bq;        /* dissemination bucket */
-	struct mlink l;         /* suspects while SUSPECT, gone while DEAD/LEFT */
+	struct mlink bq;	/* dissemination bucket */
+	struct mlink l; /* suspects while SUSPECT, gone while DEAD/LEFT */
 };
 
 #define BQ_LINK offsetof(struct member, bq)
@@ -100,7 +104,7 @@ struct probe {
 
 struct relay {
 	bool used, want_nack, nacked;
-	uint64_t seq;     /* our ping to the target */
+	uint64_t seq;	  /* our ping to the target */
 	uint64_t req_seq; /* the requester's probe */
 	struct swim_addr req_addr;
 	double nack_at, expire;
@@ -157,7 +161,7 @@ struct swim {
 
 	/* packet under construction */
 	const struct member *pkt_has[2]; /* already in it, skip in the fill */
-	bool pkt_digest;                  /* pkt_begin: carry our digest */
+	bool pkt_digest;		 /* pkt_begin: carry our digest */
 
 	struct outpkt outq[SWIM_OUTQ_MAX];
 	size_t out_head, out_n;
@@ -458,7 +462,7 @@ static uint32_t member_digest(const struct member *m)
 	if (m->partial)
 		return 0;
 	x = id_hash(&m->id) ^ (m->inc * 0x9e3779b97f4a7c15ULL) ^
-		     ((uint64_t)m->status << 59);
+	    ((uint64_t)m->status << 59);
 
 	x ^= x >> 31;
 	x *= 0xbf58476d1ce4e5b9ULL;
@@ -870,8 +874,7 @@ static void apply_record(struct swim *s, const struct swim_record *r,
 }
 
 /* The header names its sender: learn it, or notice its stale claims. */
-static void note_sender(struct swim *s, const struct swim_header *h,
-			double now)
+static void note_sender(struct swim *s, const struct swim_header *h, double now)
 {
 	struct member *m = find(s, &h->sender);
 
@@ -900,8 +903,8 @@ static void note_sender(struct swim *s, const struct swim_header *h,
 		r.status = SWIM_ALIVE;
 		apply_alive(s, m, &r, false, now);
 		set_partial(s, m, true);
-	} else if (!m->partial &&
-		   (h->sender_incarnation < m->inc || m->status != SWIM_ALIVE)) {
+	} else if (!m->partial && (h->sender_incarnation < m->inc ||
+				   m->status != SWIM_ALIVE)) {
 		m->tell = true;
 	}
 }
@@ -909,17 +912,16 @@ static void note_sender(struct swim *s, const struct swim_header *h,
 /* ------------------------------------------------------------------ */
 /* Sending. */
 
-static void trace_sent(struct swim *s, const struct swim_addr *to,
-		       size_t len)
+static void trace_sent(struct swim *s, const struct swim_addr *to, size_t len)
 {
 	struct swim_trace t = {
-		.sent = true,
-		.now = s->now,
-		.peer = *to,
-		.size = len,
-		.hdr = &s->enc.hdr,
-		.records = s->enc.recs,
-		.n_records = s->enc.n,
+	    .sent = true,
+	    .now = s->now,
+	    .peer = *to,
+	    .size = len,
+	    .hdr = &s->enc.hdr,
+	    .records = s->enc.recs,
+	    .n_records = s->enc.n,
 	};
 
 	s->cfg.trace(s->cfg.trace_ctx, &t);
@@ -1113,9 +1115,8 @@ bool swim_pop_packet(struct swim *s, struct swim_addr *to, uint8_t *buf,
 	return false;
 }
 
-static void send_simple(struct swim *s, enum swim_msg_type type,
-			uint64_t seq, struct member *to,
-			const struct swim_addr *addr)
+static void send_simple(struct swim *s, enum swim_msg_type type, uint64_t seq,
+			struct member *to, const struct swim_addr *addr)
 {
 	if (pkt_begin(s, type, seq, to, NULL, NULL) == 0)
 		pkt_end(s, addr);
@@ -1162,8 +1163,8 @@ static size_t pick_members(struct swim *s, struct member **out, size_t want,
 			   const struct member *exclude, enum pick_mode mode,
 			   double now)
 {
-	size_t got = 0, tries = want * SAMPLE_TRIES_PER_PICK +
-				SAMPLE_TRIES_EXTRA;
+	size_t got = 0,
+	       tries = want * SAMPLE_TRIES_PER_PICK + SAMPLE_TRIES_EXTRA;
 
 	while (got < want && tries-- > 0 && s->n_members > 1) {
 		struct member *m = s->members[rng_below(s, s->n_members)];
@@ -1238,8 +1239,8 @@ static void probe_indirect(struct swim *s, double now)
 	p->indirect = true;
 	if (p->target == NULL)
 		return;
-	n = pick_members(s, via, s->cfg.indirect_checks, p->target,
-			 PICK_ALIVE, now);
+	n = pick_members(s, via, s->cfg.indirect_checks, p->target, PICK_ALIVE,
+			 now);
 	for (size_t i = 0; i < n; i++) {
 		if (pkt_begin(s, SWIM_MSG_PING_REQ, p->seq, via[i],
 			      &p->target->id, &p->target->addr) != 0)
@@ -1261,9 +1262,9 @@ static void probe_failed(struct swim *s, double now)
 	 * ours; without intermediaries any failure counts against us. */
 	if (p->expected_nacks > 0)
 		health_add(s, (int)p->expected_nacks -
-				      (int)(p->nacks < p->expected_nacks
-						    ? p->nacks
-						    : p->expected_nacks));
+				  (int)(p->nacks < p->expected_nacks
+					    ? p->nacks
+					    : p->expected_nacks));
 	else
 		health_add(s, 1);
 	if (t == NULL || (t->status != SWIM_ALIVE && t->status != SWIM_SUSPECT))
@@ -1297,7 +1298,7 @@ static void on_ack(struct swim *s, const struct swim_header *h, double now)
 
 			t->rtt = t->rtt < 0 ? rtt
 					    : t->rtt + (float)RTT_ALPHA *
-							       (rtt - t->rtt);
+							   (rtt - t->rtt);
 		}
 		p->active = false;
 		health_add(s, -1);
@@ -1434,8 +1435,7 @@ static void gossip_tick(struct swim *s, double now)
 
 /* The member at an address, live ones first; NULL if none. A scan: it
  * runs once per seed per reconnect_interval. */
-static struct member *member_at(const struct swim *s,
-				const struct swim_addr *a)
+static struct member *member_at(const struct swim *s, const struct swim_addr *a)
 {
 	struct member *found = NULL;
 
@@ -1463,7 +1463,7 @@ static void seeds_tick(struct swim *s, double now)
 			send_join(s, m, &s->seeds[i]);
 	}
 	s->next_seed = now + (s->joined ? s->cfg.reconnect_interval
-					 : s->cfg.probe_interval);
+					: s->cfg.probe_interval);
 }
 
 /*
@@ -1505,8 +1505,7 @@ static void sync_send(struct swim *s, double now)
 	pkt_end(s, &q->peer);
 }
 
-static void sync_start(struct swim *s, const struct swim_addr *peer,
-		       double now)
+static void sync_start(struct swim *s, const struct swim_addr *peer, double now)
 {
 	struct sync_session *q = &s->sync;
 
@@ -1654,8 +1653,10 @@ static void reap_tick(struct swim *s, double now)
 {
 	struct member *m;
 
+	/* Same expression as in update_deadline(): a tick at exactly that
+	 * deadline must reap, whatever the rounding. */
 	while ((m = s->gone.head) != NULL &&
-	       now - m->status_time >= s->cfg.dead_reap_time) {
+	       now >= m->status_time + s->cfg.dead_reap_time) {
 		emit(s, m, SWIM_EV_FORGOTTEN, (enum swim_status)m->status);
 		member_remove(s, m);
 	}
@@ -1672,7 +1673,8 @@ static void update_deadline(struct swim *s)
 	double d = s->susp_deadline;
 
 	if (p->active)
-		d = min2(d, p->indirect ? p->end : min2(p->ack_deadline, p->end));
+		d = min2(d,
+			 p->indirect ? p->end : min2(p->ack_deadline, p->end));
 	if (!s->left)
 		d = min2(d, min2(s->next_probe, s->next_sync));
 	if (s->bq_count > 0 || (s->left && s->leave_cursor < s->n_members))
@@ -1850,18 +1852,18 @@ int swim_add_seed(struct swim *s, const struct swim_addr *addr, double now)
 	return 0;
 }
 
-static void trace_recv(struct swim *s, const struct swim_addr *from,
-		       size_t len, int error, const struct swim_packet *p)
+static void trace_recv(struct swim *s, const struct swim_addr *from, size_t len,
+		       int error, const struct swim_packet *p)
 {
 	struct swim_trace t = {
-		.sent = false,
-		.now = s->now,
-		.peer = *from,
-		.size = len,
-		.error = error,
-		.hdr = p ? &p->hdr : NULL,
-		.records = p ? p->records : NULL,
-		.n_records = p ? p->n_records : 0,
+	    .sent = false,
+	    .now = s->now,
+	    .peer = *from,
+	    .size = len,
+	    .error = error,
+	    .hdr = p ? &p->hdr : NULL,
+	    .records = p ? p->records : NULL,
+	    .n_records = p ? p->n_records : 0,
 	};
 
 	s->cfg.trace(s->cfg.trace_ctx, &t);
@@ -1878,10 +1880,11 @@ static void prefetch_records(const struct swim *s, const struct swim_packet *p)
 	size_t mask = s->idmap_cap - 1;
 
 	for (size_t i = 0; i < p->n_records; i++)
-		__builtin_prefetch(&s->idmap[id_hash(&p->records[i].id) & mask]);
+		__builtin_prefetch(
+		    &s->idmap[id_hash(&p->records[i].id) & mask]);
 	for (size_t i = 0; i < p->n_records; i++) {
 		const struct member *m =
-			s->idmap[id_hash(&p->records[i].id) & mask];
+		    s->idmap[id_hash(&p->records[i].id) & mask];
 
 		if (m != NULL)
 			__builtin_prefetch(m);
@@ -1892,11 +1895,12 @@ static void process(struct swim *s, const struct swim_addr *from,
 		    const struct swim_packet *p, double now)
 {
 	const struct swim_header *h = &p->hdr;
-	bool sync = h->type == SWIM_MSG_SYNC_REQ || h->type == SWIM_MSG_SYNC_RSP;
+	bool sync =
+	    h->type == SWIM_MSG_SYNC_REQ || h->type == SWIM_MSG_SYNC_RSP;
 	bool was_joined = s->joined;
 	struct member *sm = find(s, &h->sender);
-	bool was_gone = sm != NULL &&
-			(sm->status == SWIM_DEAD || sm->status == SWIM_LEFT);
+	bool was_gone =
+	    sm != NULL && (sm->status == SWIM_DEAD || sm->status == SWIM_LEFT);
 
 	prefetch_records(s, p);
 	for (size_t i = 0; i < p->n_records; i++)
@@ -1943,8 +1947,8 @@ static void process(struct swim *s, const struct swim_addr *from,
 		sync_start(s, from, now);
 }
 
-void swim_recv(struct swim *s, const struct swim_addr *from,
-	       const uint8_t *pkt, size_t len, double now)
+void swim_recv(struct swim *s, const struct swim_addr *from, const uint8_t *pkt,
+	       size_t len, double now)
 {
 	struct swim_decoder dec;
 	struct swim_packet p;
@@ -2021,8 +2025,7 @@ void swim_leave(struct swim *s, double now)
 	update_deadline(s);
 }
 
-int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len,
-		  double now)
+int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len, double now)
 {
 	int rc;
 

@@ -15,9 +15,8 @@
 
 static const char *const status_names[] = {"alive", "suspect", "dead", "left",
 					   "none"};
-static const char *const msg_names[] = {"?",      "ping",     "ack",
-					"ping-req", "nack",  "gossip",
-					"sync-req", "sync-rsp"};
+static const char *const msg_names[] = {
+    "?", "ping", "ack", "ping-req", "nack", "gossip", "sync-req", "sync-rsp"};
 
 const char *swim_status_name(enum swim_status st)
 {
@@ -347,8 +346,8 @@ static int check_packet(const Gossip__Packet *p, const char *cluster,
 	return 0;
 }
 
-int swim_decode(struct swim_decoder *d, const char *cluster,
-		const uint8_t *buf, size_t len, struct swim_packet *out)
+int swim_decode(struct swim_decoder *d, const char *cluster, const uint8_t *buf,
+		size_t len, struct swim_packet *out)
 {
 	ProtobufCAllocator a = {arena_alloc, arena_free, d};
 	int rc;
