@@ -35,8 +35,10 @@
 #define API_PENDING_MAX (1u << API_PENDING_BITS)
 /* Response body bound: a listing of 10,000 nodes is ~5 MB of JSON. */
 #define API_RESPONSE_MAX (32u * 1024 * 1024)
-/* Reconnect period while membership is down: quick enough that a restart
- * costs well under a second of 503s, slow enough to be free. */
+/* Reconnect period while membership is down: the first retries come fast
+ * (membership starts in a few ms beside us), then back off to a period
+ * that costs nothing yet keeps a restart under a second of 503s. */
+#define API_RECONNECT_FIRST 0.002
 #define API_RECONNECT_INTERVAL 0.1
 /* Sweep period for timed-out requests. */
 #define API_TIMEOUT_SWEEP 0.05
@@ -51,6 +53,18 @@
 #define API_SUBSCRIBE_ID 1
 /* One rendered event; a node at its size bounds fits. */
 #define API_EVENT_MAX (256 * 1024)
+/* Read responses kept for repeated GETs. A cached body is served only
+ * while membership is connected, no registry/service event arrived since
+ * it was rendered (events invalidate the whole cache at once), and it is
+ * younger than API_CACHE_TTL: so a status change is never hidden, and
+ * timestamps like lastSeen are at most this stale. Under load this turns
+ * thousands of identical renders per second into a handful. */
+#define API_CACHE_SLOTS 16
+#define API_CACHE_TTL 0.1
+/* Key: route, path id and query string; longer queries are not cached. */
+#define API_CACHE_KEY_MAX 256
+/* A response larger than this is not cached (a 10,000-node listing). */
+#define API_CACHE_BODY_MAX (1024 * 1024)
 /* Distinct (route, status) pairs we count; more than the API can produce. */
 #define API_STATUS_SLOTS 24
 
@@ -59,6 +73,16 @@ struct pending {
 	uint64_t conn_id;
 	struct route_match match;
 	double sent_at;   /* monotonic */
+	char cache_key[API_CACHE_KEY_MAX]; /* "" = not cacheable */
+	uint64_t cache_gen;               /* cache generation when sent */
+};
+
+struct cache_entry {
+	char key[API_CACHE_KEY_MAX]; /* "" = empty slot */
+	enum route_id route;
+	struct buf body;
+	double at;                   /* monotonic time rendered */
+	uint64_t gen;                /* cache generation it belongs to */
 };
 
 struct api {
@@ -88,6 +112,10 @@ struct api {
 	} counts[ROUTE_MAX][API_STATUS_SLOTS];
 	uint64_t ipc_unavailable, ipc_timeouts, ipc_bad_replies, ipc_reconnects;
 	uint64_t unauthorized;
+	struct cache_entry cache[API_CACHE_SLOTS];
+	uint64_t cache_gen;          /* bumped by every event: all entries stale */
+	size_t cache_next;           /* round-robin replacement */
+	uint64_t cache_hits, cache_misses;
 };
 
 static void count(struct api *a, enum route_id r, int status)
@@ -187,6 +215,13 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 		    "Requests refused for a missing or wrong bearer token");
 	buf_printf(b, "proxystone_http_unauthorized_total %llu\n",
 		   (unsigned long long)a->unauthorized);
+	metric_head(b, "proxystone_http_cache_total", "counter",
+		    "Read responses served from the cache, or rendered");
+	buf_printf(b,
+		   "proxystone_http_cache_total{result=\"hit\"} %llu\n"
+		   "proxystone_http_cache_total{result=\"miss\"} %llu\n",
+		   (unsigned long long)a->cache_hits,
+		   (unsigned long long)a->cache_misses);
 	metric_head(b, "proxystone_sse_streams", "gauge",
 		    "Open Server-Sent Event streams");
 	buf_printf(b, "proxystone_sse_streams %zu\n", a->nsse);
@@ -247,6 +282,77 @@ static void respond_metrics(struct api *a, struct http_conn *c,
 	buf_fini(&b);
 }
 
+
+
+/* ---- read cache --------------------------------------------------------- */
+
+static bool cache_key(const struct route_match *m,
+		      const struct http_request *req, char *key)
+{
+	switch (m->route) {
+	case ROUTE_NODES:
+	case ROUTE_NODE:
+	case ROUTE_HEALTH:
+	case ROUTE_STATUS:
+	case ROUTE_SERVICE_STATUS:
+		break;
+	default:
+		return false;
+	}
+	if (req->method != HTTP_GET)
+		return false;
+	int n = snprintf(key, API_CACHE_KEY_MAX, "%d/%s?%.*s", (int)m->route,
+			 m->id, (int)req->query.len, req->query.base);
+	return n > 0 && n < API_CACHE_KEY_MAX;
+}
+
+static struct cache_entry *cache_find(struct api *a, const char *key)
+{
+	double now = time_mono();
+	for (size_t i = 0; i < API_CACHE_SLOTS; i++) {
+		struct cache_entry *e = &a->cache[i];
+		if (e->key[0] && e->gen == a->cache_gen &&
+		    now - e->at < API_CACHE_TTL && !strcmp(e->key, key))
+			return e;
+	}
+	return NULL;
+}
+
+static void cache_store(struct api *a, const struct pending *p,
+			const struct buf *body)
+{
+	if (!p->cache_key[0] || p->cache_gen != a->cache_gen ||
+	    body->len > API_CACHE_BODY_MAX)
+		return;
+	struct cache_entry *e = NULL;
+	for (size_t i = 0; i < API_CACHE_SLOTS && !e; i++)
+		if (!strcmp(a->cache[i].key, p->cache_key))
+			e = &a->cache[i];
+	if (!e) {
+		e = &a->cache[a->cache_next];
+		a->cache_next = (a->cache_next + 1) % API_CACHE_SLOTS;
+	}
+	buf_reset(&e->body);
+	if (buf_append(&e->body, body->base, body->len)) {
+		e->key[0] = '\0';
+		return;
+	}
+	strcpy(e->key, p->cache_key);
+	e->route = p->match.route;
+	e->at = time_mono();
+	e->gen = a->cache_gen;
+}
+
+static void cache_invalidate(struct api *a)
+{
+	a->cache_gen++;
+}
+
+static void cache_fini(struct api *a)
+{
+	for (size_t i = 0; i < API_CACHE_SLOTS; i++)
+		buf_fini(&a->cache[i].body);
+}
 
 /* ---- Server-Sent Events -------------------------------------------------- */
 
@@ -448,6 +554,7 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 		return;
 	}
 	if (r->id == API_SUBSCRIBE_ID) {
+		cache_invalidate(a);
 		if (r->event)
 			sse_event(a, r->event);
 		else if (r->self_id)
@@ -501,6 +608,7 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 					      API_RESPONSE_MAX);
 				respond_error(a, c, p->match.route, &e, NULL);
 			} else {
+				cache_store(a, p, &body);
 				respond_json(a, c, p->match.route, 200, NULL,
 					     &body);
 			}
@@ -516,10 +624,12 @@ static void on_ipc_close(struct ipc_conn *conn, int reason, void *ud)
 	(void)conn;
 	struct api *a = ud;
 	a->ipc = NULL;
+	cache_invalidate(a);
 	log_warn("membership connection lost (%s); reconnecting",
 		 reason ? strerror(-reason) : "closed");
 	a->logged_down = true;
 	fail_all_pending(a);
+	a->reconnect.repeat = API_RECONNECT_FIRST;
 	ev_timer_again(a->loop, &a->reconnect);
 }
 
@@ -554,8 +664,15 @@ static void on_reconnect(struct ev_loop *loop, ev_timer *w, int rev)
 	(void)rev;
 	struct api *a = w->data;
 	try_connect(a);
-	if (a->ipc)
+	if (a->ipc) {
 		ev_timer_stop(a->loop, &a->reconnect);
+		w->repeat = API_RECONNECT_FIRST;
+		return;
+	}
+	w->repeat = w->repeat * 2 < API_RECONNECT_INTERVAL
+			    ? w->repeat * 2
+			    : API_RECONNECT_INTERVAL;
+	ev_timer_again(a->loop, w);
 }
 
 static void on_report(struct ev_loop *loop, ev_timer *w, int rev)
@@ -682,6 +799,18 @@ static void on_request(struct http_server *s, struct http_conn *c,
 		return;
 	}
 
+	char key[API_CACHE_KEY_MAX];
+	bool cacheable = a->ipc && cache_key(&m, req, key);
+	if (cacheable) {
+		struct cache_entry *hit = cache_find(a, key);
+		if (hit) {
+			a->cache_hits++;
+			respond_json(a, c, m.route, 200, NULL, &hit->body);
+			return;
+		}
+		a->cache_misses++;
+	}
+
 	Ps__Request ipc_req;
 	if (route_build_request(&m, req->query.base, req->query.len,
 				req->body.base, req->body.len,
@@ -710,6 +839,11 @@ static void on_request(struct http_server *s, struct http_conn *c,
 	p->conn_id = req->conn_id;
 	p->match = m;
 	p->sent_at = time_mono();
+	if (cacheable)
+		strcpy(p->cache_key, key);
+	else
+		p->cache_key[0] = '\0';
+	p->cache_gen = a->cache_gen;
 	ipc_req.id = p->req_id;
 	int rc = ipc_conn_send(a->ipc, &ipc_req.base);
 	route_request_fini(&ipc_req);
@@ -734,6 +868,8 @@ int api_main(const struct config *cfg, int sup_fd)
 		return 1;
 	a->cfg = cfg;
 	a->sup_fd = sup_fd;
+	for (size_t i = 0; i < API_CACHE_SLOTS; i++)
+		buf_init(&a->cache[i].body, API_CACHE_BODY_MAX);
 	for (uint32_t i = 0; i < API_PENDING_MAX; i++)
 		a->free_slots[i] = API_PENDING_MAX - 1 - i;
 	a->nfree = API_PENDING_MAX;
@@ -757,7 +893,7 @@ int api_main(const struct config *cfg, int sup_fd)
 			  cfg->api_port, err);
 		return 1;
 	}
-	ev_timer_init(&a->reconnect, on_reconnect, 0, API_RECONNECT_INTERVAL);
+	ev_timer_init(&a->reconnect, on_reconnect, 0, API_RECONNECT_FIRST);
 	a->reconnect.data = a;
 	ev_timer_init(&a->sweep, on_sweep, API_TIMEOUT_SWEEP,
 		      API_TIMEOUT_SWEEP);
@@ -790,6 +926,7 @@ int api_main(const struct config *cfg, int sup_fd)
 	if (a->ipc)
 		ipc_conn_close(a->ipc, 0);
 	http_server_free(a->http);
+	cache_fini(a);
 	ev_loop_destroy(a->loop);
 	free(a);
 	return 0;

@@ -613,10 +613,13 @@ void route_write_node(struct json_writer *w, const Ps__Node *n, bool full)
 		}
 		jw_object_end(w);
 		jw_key(w, "metadata");
-		if (n->metadata_json)
-			jw_raw(w, n->metadata_json, strlen(n->metadata_json));
+		/* Stored metadata was rendered by json_render or node_meta at
+		 * ingest; re-validating it on every listing is pure cost. */
+		if (n->metadata_json && n->metadata_json[0])
+			jw_raw_trusted(w, n->metadata_json,
+				       strlen(n->metadata_json));
 		else
-			jw_raw(w, "{}", 2);
+			jw_raw_trusted(w, "{}", 2);
 	}
 	jw_object_end(w);
 }

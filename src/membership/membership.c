@@ -20,6 +20,7 @@
 #include "proxystone/gossip.h"
 #include "proxystone/node_meta.h"
 #include "proxystone/ipc.h"
+#include "proxystone/json.h"
 #include "proxystone/log.h"
 #include "proxystone/registry.h"
 #include "proxystone/store.h"
@@ -871,9 +872,21 @@ static void replica_install(struct membership *m, const Ps__Reply *r)
 	registry_init(&next, m->cfg->metadata_max);
 	double now = time_mono();
 	size_t bad = 0;
-	for (size_t i = 0; i < r->n_nodes; i++)
+	for (size_t i = 0; i < r->n_nodes; i++) {
+		/* Metadata is rendered verbatim later: it must be JSON. */
+		const char *md = r->nodes[i]->metadata_json;
+		struct json_doc d;
+		char jerr[64];
+		if (md && json_parse(&d, md, strlen(md), jerr, sizeof(jerr))) {
+			json_doc_fini(&d);
+			bad++;
+			continue;
+		}
+		if (md)
+			json_doc_fini(&d);
 		if (registry_load_node(&next, r->nodes[i], now))
 			bad++;
+	}
 	struct reg_node *self = registry_find(&m->reg, m->self_id);
 	if (self && !registry_find(&next, m->self_id))
 		registry_load_node(&next, &self->pb, now);
