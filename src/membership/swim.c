@@ -16,6 +16,7 @@
  *    incarnation, status) hashes, kept current on every change, compared
  *    by periodic anti-entropy.
  */
+#include "proxystone/rng.h"
 #include "proxystone/swim.h"
 
 #include <errno.h>
@@ -128,7 +129,7 @@ struct outpkt {
 struct swim {
 	struct swim_config cfg;
 	struct member *self;
-	uint64_t rng[4];
+	struct rng rng;
 	uint64_t seq;
 	double now;
 	bool left, joined;
@@ -178,43 +179,6 @@ struct swim {
 /* ------------------------------------------------------------------ */
 /* PRNG: xoshiro256** seeded through splitmix64. */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(struct swim *s)
-{
-	uint64_t *r = s->rng;
-	uint64_t out = rotl(r[1] * 5, 7) * 9, t = r[1] << 17;
-
-	r[2] ^= r[0];
-	r[3] ^= r[1];
-	r[1] ^= r[2];
-	r[0] ^= r[3];
-	r[2] ^= t;
-	r[3] = rotl(r[3], 45);
-	return out;
-}
-
-static size_t rng_below(struct swim *s, size_t n)
-{
-	return (size_t)(((unsigned __int128)rng_next(s) * n) >> 64);
-}
-
-static double rng_unit(struct swim *s)
-{
-	return (double)(rng_next(s) >> 11) * 0x1.0p-53;
-}
 
 /* ------------------------------------------------------------------ */
 /* Intrusive lists. */
@@ -573,7 +537,7 @@ static struct member *member_add(struct swim *s, const struct swim_id *id,
 	digest_flip(s, m);
 	idmap_put(s->idmap, s->idmap_cap, m);
 	/* A random slot among those not yet probed this round. */
-	slot = s->probe_idx + rng_below(s, s->n_members - s->probe_idx + 1);
+	slot = s->probe_idx + rng_below(&s->rng, s->n_members - s->probe_idx + 1);
 	s->members[s->n_members] = m;
 	m->index = (uint32_t)s->n_members;
 	s->n_members++;
@@ -1167,7 +1131,7 @@ static size_t pick_members(struct swim *s, struct member **out, size_t want,
 	       tries = want * SAMPLE_TRIES_PER_PICK + SAMPLE_TRIES_EXTRA;
 
 	while (got < want && tries-- > 0 && s->n_members > 1) {
-		struct member *m = s->members[rng_below(s, s->n_members)];
+		struct member *m = s->members[rng_below(&s->rng, s->n_members)];
 		bool dup = false;
 
 		if (m == s->self || m == exclude || !pick_ok(s, m, mode, now))
@@ -1186,7 +1150,7 @@ static size_t pick_members(struct swim *s, struct member **out, size_t want,
 static void shuffle(struct swim *s)
 {
 	for (size_t i = s->n_members; i > 1; i--)
-		swap_slots(s, i - 1, rng_below(s, i));
+		swap_slots(s, i - 1, rng_below(&s->rng, i));
 }
 
 static struct member *next_probe_target(struct swim *s)
@@ -1551,7 +1515,7 @@ static void digest_answer(struct swim *s, const struct swim_addr *from,
 	pkt_add_self(s);
 	/* From a random member on, so that when the differing ranges hold
 	 * more than a datagram, successive exchanges cover all of them. */
-	start = rng_below(s, s->n_members);
+	start = rng_below(&s->rng, s->n_members);
 	for (size_t k = 0; k < s->n_members; k++) {
 		struct member *m = s->members[(start + k) % s->n_members];
 		struct swim_record r;
@@ -1640,7 +1604,7 @@ static void reconnect_tick(struct swim *s, double now)
 	s->next_reconnect = now + s->cfg.reconnect_interval;
 	if (s->left || n_dead == 0)
 		return;
-	k = rng_below(s, n_dead);
+	k = rng_below(&s->rng, n_dead);
 	for (struct member *m = s->gone.head; m != NULL; m = m->l.next) {
 		if (m->status != SWIM_DEAD || k-- > 0)
 			continue;
@@ -1782,8 +1746,7 @@ int swim_new(const struct swim_config *cfg, const char *self_id,
 	if (s == NULL)
 		return -ENOMEM;
 	s->cfg = *cfg;
-	for (int i = 0; i < 4; i++)
-		s->rng[i] = splitmix64(&x);
+	rng_seed(&s->rng, x);
 	s->members = calloc(MEMBERS_INIT, sizeof(*s->members));
 	s->idmap = calloc(2 * MEMBERS_INIT, sizeof(*s->idmap));
 	if (s->members == NULL || s->idmap == NULL) {
@@ -1799,16 +1762,16 @@ int swim_new(const struct swim_config *cfg, const char *self_id,
 	}
 	/* Sequence numbers start at random so that the acks for a previous
 	 * life's probes do not match this one's. */
-	s->seq = rng_next(s) >> 32;
+	s->seq = rng_next(&s->rng) >> 32;
 	s->now = now;
 	s->susp_deadline = INFINITY;
 	s->bq_limit = SWIM_TRANSMIT_MAX;
 	/* Random phases, so that members started together do not probe,
 	 * gossip and sync in lockstep. */
-	s->next_probe = now + rng_unit(s) * cfg->probe_interval;
-	s->next_gossip = now + rng_unit(s) * cfg->gossip_interval;
-	s->next_sync = now + (0.5 + rng_unit(s)) * cfg->sync_interval;
-	s->next_reconnect = now + (0.5 + rng_unit(s)) * cfg->reconnect_interval;
+	s->next_probe = now + rng_unit(&s->rng) * cfg->probe_interval;
+	s->next_gossip = now + rng_unit(&s->rng) * cfg->gossip_interval;
+	s->next_sync = now + (0.5 + rng_unit(&s->rng)) * cfg->sync_interval;
+	s->next_reconnect = now + (0.5 + rng_unit(&s->rng)) * cfg->reconnect_interval;
 	s->next_seed = now;
 	bq_push(s, s->self);
 	update_deadline(s);

@@ -1,6 +1,7 @@
 /*
  * sim — deterministic gossip simulator (see sim.h).
  */
+#include "proxystone/rng.h"
 #include "sim.h"
 
 #include <errno.h>
@@ -52,7 +53,7 @@ struct link {
 
 struct sim {
 	struct sim_config cfg;
-	uint64_t rng[4];
+	struct rng rng;
 	double now;
 	uint64_t order;
 	struct node *nodes;
@@ -71,43 +72,6 @@ struct sim {
 	uint8_t *buf; /* one datagram, cfg.swim.mtu bytes */
 };
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(struct sim *sim)
-{
-	uint64_t *r = sim->rng;
-	uint64_t out = rotl(r[1] * 5, 7) * 9, t = r[1] << 17;
-
-	r[2] ^= r[0];
-	r[3] ^= r[1];
-	r[1] ^= r[2];
-	r[0] ^= r[3];
-	r[2] ^= t;
-	r[3] = rotl(r[3], 45);
-	return out;
-}
-
-static double rng_unit(struct sim *sim)
-{
-	return (double)(rng_next(sim) >> 11) * 0x1.0p-53;
-}
-
-static size_t rng_below(struct sim *sim, size_t n)
-{
-	return (size_t)(((unsigned __int128)rng_next(sim) * n) >> 64);
-}
 
 /* ------------------------------------------------------------------ */
 /* Event heap. */
@@ -237,8 +201,7 @@ int sim_new(const struct sim_config *cfg, struct sim **out)
 	if (sim == NULL)
 		return -ENOMEM;
 	sim->cfg = *cfg;
-	for (int i = 0; i < 4; i++)
-		sim->rng[i] = splitmix64(&x);
+	rng_seed(&sim->rng, x);
 	sim->n_nodes = cfg->max_nodes;
 	sim->nodes = calloc(sim->n_nodes, sizeof(*sim->nodes));
 	sim->idmap_cap = 16;
@@ -257,7 +220,7 @@ int sim_new(const struct sim_config *cfg, struct sim **out)
 		sim->idmap[i] = -1;
 	for (size_t i = 0; i < sim->n_nodes; i++) {
 		struct node *n = &sim->nodes[i];
-		uint64_t a = rng_next(sim), b = rng_next(sim);
+		uint64_t a = rng_next(&sim->rng), b = rng_next(&sim->rng);
 		size_t mask = sim->idmap_cap - 1, h;
 
 		memcpy(n->id.b, &a, 8);
@@ -342,8 +305,8 @@ static void net_send(struct sim *sim, size_t from, const struct swim_addr *to,
 	}
 	/* Draw for loss and jitter on every datagram, blocked or not, so a
 	 * block does not shift the random sequence of the rest. */
-	bool lost = rng_unit(sim) < sim->cfg.loss;
-	double delay = sim->cfg.delay + rng_unit(sim) * sim->cfg.jitter;
+	bool lost = rng_unit(&sim->rng) < sim->cfg.loss;
+	double delay = sim->cfg.delay + rng_unit(&sim->rng) * sim->cfg.jitter;
 
 	if (blocked(sim, from, (size_t)dst)) {
 		sim->c.dropped_blocked++;
@@ -446,7 +409,9 @@ int sim_start(struct sim *sim, size_t i)
 		return -EBUSY;
 	swim_id_format(&n->id, id);
 	x = sim->cfg.seed ^ ((uint64_t)i << 20) ^ n->starts;
-	rc = swim_new(&sim->cfg.swim, id, &a, splitmix64(&x), sim->now,
+	struct rng per_node;
+	rng_seed(&per_node, x);
+	rc = swim_new(&sim->cfg.swim, id, &a, rng_next(&per_node), sim->now,
 		      &n->swim);
 	if (rc != 0)
 		return rc;
@@ -509,14 +474,14 @@ int sim_start_cluster(struct sim *sim, size_t n, double window)
 	/* Join times, increasing: node i starts at at[i]. */
 	for (size_t i = 1; i < n; i++)
 		at[i] = t0 + window * (double)i / (double)n +
-			rng_unit(sim) * window / (double)n;
+			rng_unit(&sim->rng) * window / (double)n;
 	for (size_t i = 1; i < n && rc == 0; i++) {
 		sim_run_until(sim, at[i]);
 		rc = sim_start(sim, i);
 		if (rc == 0)
 			rc = sim_join(sim, i, 0);
 		if (rc == 0 && i > 1)
-			rc = sim_join(sim, i, 1 + rng_below(sim, i - 1));
+			rc = sim_join(sim, i, 1 + rng_below(&sim->rng, i - 1));
 	}
 	free(at);
 	if (rc == 0)
