@@ -63,8 +63,9 @@
 #define API_CACHE_TTL 0.1
 /* Key: route, path id and query string; longer queries are not cached. */
 #define API_CACHE_KEY_MAX 256
-/* A response larger than this is not cached (a 10,000-node listing). */
-#define API_CACHE_BODY_MAX (1024 * 1024)
+/* A response larger than this is not cached; a 10,000-node listing
+ * (~4 MB) still is: re-rendering it costs ~30 ms of CPU. */
+#define API_CACHE_BODY_MAX (8u * 1024 * 1024)
 /* Distinct (route, status) pairs we count; more than the API can produce. */
 #define API_STATUS_SLOTS 24
 
@@ -75,6 +76,9 @@ struct pending {
 	double sent_at;   /* monotonic */
 	char cache_key[API_CACHE_KEY_MAX]; /* "" = not cacheable */
 	uint64_t cache_gen;               /* cache generation when sent */
+	/* Identical reads in flight share one IPC request: a follower sends
+	 * nothing and is answered with its leader's response. */
+	uint64_t leader;                  /* leader's req_id; 0 = leads */
 };
 
 struct cache_entry {
@@ -115,7 +119,7 @@ struct api {
 	struct cache_entry cache[API_CACHE_SLOTS];
 	uint64_t cache_gen;          /* bumped by every event: all entries stale */
 	size_t cache_next;           /* round-robin replacement */
-	uint64_t cache_hits, cache_misses;
+	uint64_t cache_hits, cache_misses, collapsed;
 };
 
 static void count(struct api *a, enum route_id r, int status)
@@ -219,9 +223,11 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 		    "Read responses served from the cache, or rendered");
 	buf_printf(b,
 		   "proxystone_http_cache_total{result=\"hit\"} %llu\n"
-		   "proxystone_http_cache_total{result=\"miss\"} %llu\n",
+		   "proxystone_http_cache_total{result=\"miss\"} %llu\n"
+		   "proxystone_http_cache_total{result=\"shared\"} %llu\n",
 		   (unsigned long long)a->cache_hits,
-		   (unsigned long long)a->cache_misses);
+		   (unsigned long long)a->cache_misses,
+		   (unsigned long long)a->collapsed);
 	metric_head(b, "proxystone_sse_streams", "gauge",
 		    "Open Server-Sent Event streams");
 	buf_printf(b, "proxystone_sse_streams %zu\n", a->nsse);
@@ -506,6 +512,8 @@ static struct pending *slot_take(struct api *a)
 	uint32_t i = a->free_slots[--a->nfree];
 	struct pending *p = &a->slots[i];
 	p->req_id = (++a->generation << API_PENDING_BITS) | i;
+	p->cache_key[0] = '\0';
+	p->leader = 0;
 	return p;
 }
 
@@ -520,6 +528,40 @@ static struct pending *slot_find(struct api *a, uint64_t req_id)
 {
 	struct pending *p = &a->slots[req_id & (API_PENDING_MAX - 1)];
 	return p->req_id == req_id && req_id ? p : NULL;
+}
+
+/* Answers the requests that waited on leader p with its response (status
+ * 0: it has none, they get 503). */
+static void answer_followers(struct api *a, struct pending *p, int status,
+			     const char *extra, const struct buf *body)
+{
+	if (!p->cache_key[0])
+		return;
+	for (uint32_t i = 0; i < API_PENDING_MAX; i++) {
+		struct pending *f = &a->slots[i];
+		if (!f->req_id || f->leader != p->req_id)
+			continue;
+		struct http_conn *c = http_server_conn(a->http, f->conn_id);
+		if (c && status) {
+			respond_json(a, c, f->match.route, status, extra,
+				     (struct buf *)body);
+		} else if (c) {
+			respond_unavailable(a, c, f->match.route, false);
+		}
+		slot_release(a, f);
+	}
+}
+
+/* A leader for `key` still in flight, to share its answer; NULL if none. */
+static struct pending *find_leader(struct api *a, const char *key)
+{
+	for (uint32_t i = 0; i < API_PENDING_MAX; i++) {
+		struct pending *p = &a->slots[i];
+		if (p->req_id && !p->leader && p->cache_gen == a->cache_gen &&
+		    p->cache_key[0] && !strcmp(p->cache_key, key))
+			return p;
+	}
+	return NULL;
 }
 
 /* Answers every request in flight with 503 (membership went away). */
@@ -572,48 +614,54 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 		return;
 	}
 	struct http_conn *c = http_server_conn(a->http, p->conn_id);
-	if (c) {
-		double rtt = (time_mono() - p->sent_at) * 1000.0;
+	double rtt = (time_mono() - p->sent_at) * 1000.0;
+	if (p->match.route == ROUTE_METRICS && !r->error) {
+		if (c)
+			respond_metrics(a, c, r);
+	} else if (p->match.route == ROUTE_REPLICA && !r->error) {
+		/* The membership reply as is: nodes + registry version. */
+		count(a, ROUTE_REPLICA, 200);
+		if (c)
+			http_respond(c, 200, "application/x-protobuf", NULL,
+				     (const char *)data, len);
+	} else {
+		/* Rendered even if the client left: followers may wait on it. */
+		struct buf body;
+		buf_init(&body, API_RESPONSE_MAX);
+		char extra[CONFIG_STR_MAX + 64] = "";
+		struct api_error e;
+		int status;
 		if (r->error) {
-			struct api_error e;
 			api_error_set(&e, (int)r->error->http_status,
 				      r->error->code, "%s", r->error->message);
 			if (r->error->details_json &&
 			    strlen(r->error->details_json) < sizeof(e.details))
 				strcpy(e.details, r->error->details_json);
-			char extra[CONFIG_STR_MAX + 64] = "";
 			if (r->coordinator_url)
 				snprintf(extra, sizeof(extra),
 					 "X-Coordinator: %.200s\r\n",
 					 r->coordinator_url);
-			respond_error(a, c, p->match.route, &e,
-				      extra[0] ? extra : NULL);
-		} else if (p->match.route == ROUTE_METRICS) {
-			respond_metrics(a, c, r);
-		} else if (p->match.route == ROUTE_REPLICA) {
-			/* The membership reply as is: nodes + registry version. */
-			count(a, ROUTE_REPLICA, 200);
-			http_respond(c, 200, "application/x-protobuf", NULL,
-				     (const char *)data, len);
+			route_render_error(&e, &body);
+			status = e.status;
 		} else {
-			struct buf body;
-			buf_init(&body, API_RESPONSE_MAX);
-			int status = route_render_reply(&p->match, r, a->cfg,
-							rtt, time_wall_ms(),
-							&body);
-			if (status != 200) {
-				struct api_error e;
+			status = route_render_reply(&p->match, r, a->cfg, rtt,
+						    time_wall_ms(), &body);
+			if (status == 200) {
+				cache_store(a, p, &body);
+			} else {
 				api_error_set(&e, 500, "INTERNAL_ERROR",
 					      "The response exceeds %u bytes",
 					      API_RESPONSE_MAX);
-				respond_error(a, c, p->match.route, &e, NULL);
-			} else {
-				cache_store(a, p, &body);
-				respond_json(a, c, p->match.route, 200, NULL,
-					     &body);
+				buf_reset(&body);
+				route_render_error(&e, &body);
+				status = 500;
 			}
-			buf_fini(&body);
 		}
+		if (c)
+			respond_json(a, c, p->match.route, status,
+				     extra[0] ? extra : NULL, &body);
+		answer_followers(a, p, status, extra[0] ? extra : NULL, &body);
+		buf_fini(&body);
 	}
 	slot_release(a, p);
 	ps__reply__free_unpacked(r, NULL);
@@ -836,6 +884,7 @@ static void on_request(struct http_server *s, struct http_conn *c,
 		respond_error(a, c, m.route, &e, "Retry-After: 1\r\n");
 		return;
 	}
+	struct pending *leader = cacheable ? find_leader(a, key) : NULL;
 	p->conn_id = req->conn_id;
 	p->match = m;
 	p->sent_at = time_mono();
@@ -844,6 +893,12 @@ static void on_request(struct http_server *s, struct http_conn *c,
 	else
 		p->cache_key[0] = '\0';
 	p->cache_gen = a->cache_gen;
+	p->leader = leader ? leader->req_id : 0;
+	if (leader) {
+		a->collapsed++;
+		route_request_fini(&ipc_req);
+		return;
+	}
 	ipc_req.id = p->req_id;
 	int rc = ipc_conn_send(a->ipc, &ipc_req.base);
 	route_request_fini(&ipc_req);

@@ -152,7 +152,7 @@ struct membership {
 	ev_timer replica_timer;
 	/* Counters for /metrics. */
 	uint64_t n_replica_fetches, n_replica_failures, n_gossip_registered;
-	uint64_t n_requests, n_bad_frames, n_clients_rejected;
+	uint64_t n_requests, n_bad_frames, n_clients_rejected, n_overloaded;
 	uint64_t n_saves, n_save_failures, n_expired, n_snapshot_damaged;
 	double save_seconds;
 };
@@ -1228,12 +1228,20 @@ static void send_reply(struct membership *m, struct client *c,
 		       const Ps__Reply *reply)
 {
 	int rc = ipc_conn_send(c->conn, &reply->base);
-	if (rc == -EMSGSIZE) {
+	if (rc == -EMSGSIZE || rc == -ENOBUFS) {
+		/* Too big, or the client has not read what it asked for
+		 * before: answer this one with a small error instead of
+		 * dropping the connection (and every request on it). */
 		Ps__Reply r = PS__REPLY__INIT;
 		Ps__Error e = PS__ERROR__INIT;
 		r.id = reply->id;
-		error_reply(&r, &e, 500, "REPLY_TOO_LARGE",
-			    "The answer exceeds the IPC frame limit; use filters");
+		if (rc == -EMSGSIZE)
+			error_reply(&r, &e, 500, "REPLY_TOO_LARGE",
+				    "The answer exceeds the IPC frame limit; use filters");
+		else
+			error_reply(&r, &e, 503, "OVERLOADED",
+				    "Too many large answers are queued; retry shortly");
+		m->n_overloaded += rc == -ENOBUFS;
 		rc = ipc_conn_send(c->conn, &r.base);
 	}
 	if (rc) {
@@ -1516,6 +1524,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			{ "proxystone_registry_version", NULL, "Registry version", (double)m->reg.version },
 			{ "proxystone_ipc_requests_total", NULL, "Requests served by membership", (double)m->n_requests },
 			{ "proxystone_membership_ipc_errors_total", "reason=\"bad_frame\"", "IPC errors", (double)m->n_bad_frames },
+			{ "proxystone_membership_ipc_errors_total", "reason=\"overloaded\"", "IPC errors", (double)m->n_overloaded },
 			{ "proxystone_membership_ipc_errors_total", "reason=\"too_many_clients\"", "IPC errors", (double)m->n_clients_rejected },
 			{ "proxystone_snapshot_saves_total", NULL, "Snapshots written", (double)m->n_saves },
 			{ "proxystone_snapshot_failures_total", NULL, "Snapshot writes that failed", (double)m->n_save_failures },

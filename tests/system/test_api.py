@@ -357,6 +357,60 @@ class ApiTest(unittest.TestCase):
                 self.assertRegex(line, r'^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? -?[0-9.e+-]+$')
 
 
+class ReadCacheTest(unittest.TestCase):
+    """The api caches and shares identical reads; a change is never hidden."""
+
+    def metric(self, node, result):
+        for line in node.get("/metrics").body.decode().splitlines():
+            if line.startswith(f'proxystone_http_cache_total{{result="{result}"}}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    def test_cache_never_hides_a_change(self):
+        node = Node().start()
+        try:
+            for i in range(40):
+                self.assertEqual(node.get("/api/cluster/nodes").status, 200)
+                r = node.post("/api/cluster/register", {"id": f"rc-{i}", "url": f"http://10.2.0.{i}:1"})
+                self.assertEqual(r.status, 200)
+                ids = {n["id"] for n in node.get("/api/cluster/nodes").json()["nodes"]}
+                self.assertIn(f"rc-{i}", ids)
+                node.post("/api/cluster/heartbeat/rc-0", {"status": "disabled" if i % 2 else "active"})
+                st = node.get("/api/cluster/nodes/rc-0").json()["node"]["status"]
+                self.assertEqual(st, "disabled" if i % 2 else "active")
+            for _ in range(5):
+                node.get("/api/cluster/health")
+            self.assertGreater(self.metric(node, "hit"), 0)
+        finally:
+            node.stop()
+
+    def test_identical_concurrent_reads_agree(self):
+        import threading
+        node = Node().start()
+        try:
+            for i in range(200):
+                node.post("/api/cluster/register", {"id": f"cc-{i}", "url": f"http://10.3.0.{i % 250}:1"})
+            results, errors = [], []
+
+            def reader():
+                try:
+                    for _ in range(20):
+                        r = node.get("/api/cluster/nodes")
+                        results.append((r.status, len(r.json()["nodes"])))
+                except Exception as e:  # reported below
+                    errors.append(e)
+            threads = [threading.Thread(target=reader) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertFalse(errors, errors[:3])
+            self.assertEqual(set(results), {(200, 201)})
+            self.assertGreater(self.metric(node, "hit") + self.metric(node, "shared"), 0)
+        finally:
+            node.stop()
+
+
 class TimeoutTest(unittest.TestCase):
     def test_node_goes_inactive_and_comes_back(self):
         node = Node(extra={"node_timeout": "1"}).start()
