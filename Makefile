@@ -3,6 +3,7 @@
 #   make          build bin/proxystone (and tools)
 #   make run      install missing packages, build, start the local cluster
 #   make test     install missing packages, build, run unit + system tests
+#   make bench    benchmarks into BENCHMARKS.md;  make fuzz  libFuzzer targets
 #   make install  PREFIX=/usr/local DESTDIR=
 
 PREFIX  ?= /usr/local
@@ -44,7 +45,7 @@ TESTLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/lib/*.c))
 
 BINS := $(BINDIR)/proxystone $(if $(DUMP_SRC),$(BINDIR)/proxystone-dump)
 
-.PHONY: all deps run test unit system browser sanitize install clean
+.PHONY: all deps run test unit system browser sanitize fuzz bench install clean
 all: $(BINS)
 
 deps:
@@ -88,11 +89,23 @@ test: deps
 	$(MAKE) all $(UNIT_BIN)
 	$(MAKE) unit system browser
 	$(MAKE) $(SAN_DIRS) sanitize
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 sanitize:
 	$(MAKE) $(SAN_DIRS) all $(UNIT_BIN:$(BUILD)/%=build/san/%)
 	$(MAKE) $(SAN_DIRS) unit
 	PS_BIN=$(CURDIR)/build/san/bin/proxystone PS_SANITIZE=1 $(MAKE) $(SAN_DIRS) system
+
+# Speed, footprint and gossip-scale benchmarks; rewrites BENCHMARKS.md.
+# Not part of make test (it installs wrk, nginx and gnuplot when missing).
+bench: all
+	./tests/bench/run
+
+# libFuzzer targets (clang, libclang-rt-14-dev): FUZZ_SECONDS per target,
+# then the corpus and every regression file are replayed.
+FUZZ_SECONDS ?= 60
+fuzz: all
+	tests/fuzz/run $(FUZZ_SECONDS)
 
 # LeakSanitizer on; UBSan stops at the first error.
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0

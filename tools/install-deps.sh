@@ -13,6 +13,8 @@ iproute2 nftables"
 # The dashboard's end-to-end test: Debian's Chromium, driven by
 # playwright-core from npm (installed by `make browser` with npm ci).
 PKGS="$PKGS chromium"
+# libFuzzer targets (make fuzz; a 10 s smoke run is part of make test).
+PKGS="$PKGS clang libclang-rt-14-dev"
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 

@@ -1,6 +1,7 @@
 /* http — HTTP/1.1 server layer of the api process; see
  * include/proxystone/http.h. */
 #include "proxystone/http.h"
+#include "proxystone/json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -297,32 +298,6 @@ int http_url_decode(char *dst, const char *src, size_t len, size_t *out_len,
 	return 0;
 }
 
-/* Copies s into a JSON string body (no quotes), cut to fit dstlen. */
-static void json_escape(char *dst, size_t dstlen, const char *s)
-{
-	size_t o = 0;
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		char tmp[8];
-		size_t n;
-		if (ch == '"' || ch == '\\') {
-			tmp[0] = '\\';
-			tmp[1] = (char)ch;
-			n = 2;
-		} else if (ch < 0x20) {
-			n = (size_t)snprintf(tmp, sizeof(tmp), "\\u%04x", ch);
-		} else {
-			tmp[0] = (char)ch;
-			n = 1;
-		}
-		if (o + n >= dstlen)
-			break;
-		memcpy(dst + o, tmp, n);
-		o += n;
-	}
-	dst[o] = '\0';
-}
-
 /* Printable sample of bad input for a log line. */
 static void log_sample(char *dst, size_t dstlen, const char *p, size_t len)
 {
@@ -601,21 +576,61 @@ static bool extra_headers_ok(const char *s)
 	       !strstr(s, "\r\n\r\n");
 }
 
+/* Renders the error; 0 and *n, or -ENOSPC if it does not fit outlen. */
+static int render_error_body(char *out, size_t outlen, int status,
+			     const char *code, const char *message,
+			     size_t mlen, const char *details_json, int *n)
+{
+	struct buf b;
+	struct json_writer w;
+	buf_init(&b, outlen - 1);
+	jw_init(&w, &b);
+	jw_object_begin(&w);
+	jw_key(&w, "success");
+	jw_bool(&w, false);
+	jw_key(&w, "error");
+	jw_string(&w, http_status_text(status));
+	jw_key(&w, "message");
+	jw_string_n(&w, message, mlen);
+	jw_key(&w, "code");
+	jw_string(&w, code);
+	jw_key(&w, "details");
+	if (details_json)
+		jw_raw(&w, details_json, strlen(details_json));
+	else
+		jw_raw_trusted(&w, "{}", 2);
+	jw_object_end(&w);
+	int rc = jw_finish(&w);
+	if (!rc) {
+		memcpy(out, b.base, b.len + 1);
+		*n = (int)b.len;
+	}
+	buf_fini(&b);
+	return rc;
+}
+
+/*
+ * The spec's error body. The JSON writer escapes and replaces invalid
+ * UTF-8, so the body is valid JSON whatever the message holds; a message
+ * too long once escaped is cut, at a character boundary, until it fits.
+ * Returns the length, or -ENOSPC (only if details_json itself is too big).
+ */
 static int build_error_body(char *out, size_t outlen, int status,
 			    const char *code, const char *message,
 			    const char *details_json)
 {
-	char msg[HTTP_ERROR_BODY_MAX / 2];
-	json_escape(msg, sizeof(msg), message);
-	int n =
-	    snprintf(out, outlen,
-		     "{\"success\":false,\"error\":\"%s\",\"message\":\"%s\","
-		     "\"code\":\"%s\",\"details\":%s}",
-		     http_status_text(status), msg, code,
-		     details_json ? details_json : "{}");
-	if (n < 0 || (size_t)n >= outlen)
-		return -ENOSPC;
-	return n;
+	size_t mlen = strlen(message);
+	for (;;) {
+		int n;
+		if (render_error_body(out, outlen, status, code, message, mlen,
+				      details_json, &n) == 0)
+			return n;
+		if (mlen == 0)
+			return -ENOSPC;
+		mlen /= 2;
+		while (mlen > 0 && ((unsigned char)message[mlen] & 0xC0) == 0x80)
+			mlen--;
+	}
 }
 
 void http_respond(struct http_conn *c, int status, const char *content_type,

@@ -115,6 +115,8 @@ struct ipc_conn {
 	ev_io rio, wio;
 	int fd;
 	struct buf rbuf, wbuf;
+	size_t wpos; /* bytes of wbuf already sent: compacted lazily, so a
+		      * large reply drained in many partial sends is O(n) */
 	ipc_frame_fn on_frame;
 	ipc_close_fn on_close;
 	void *ud;
@@ -147,9 +149,9 @@ void ipc_conn_close(struct ipc_conn *c, int reason)
 
 static void conn_flush(struct ipc_conn *c)
 {
-	while (c->wbuf.len) {
-		ssize_t n = send(c->fd, c->wbuf.base, c->wbuf.len,
-				 MSG_NOSIGNAL);
+	while (c->wpos < c->wbuf.len) {
+		ssize_t n = send(c->fd, c->wbuf.base + c->wpos,
+				 c->wbuf.len - c->wpos, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -158,12 +160,20 @@ static void conn_flush(struct ipc_conn *c)
 			ipc_conn_close(c, -errno);
 			return;
 		}
-		buf_consume(&c->wbuf, (size_t)n);
+		c->wpos += (size_t)n;
 	}
-	if (c->wbuf.len)
-		ev_io_start(c->loop, &c->wio);
-	else
+	if (c->wpos == c->wbuf.len) {
+		buf_reset(&c->wbuf);
+		c->wpos = 0;
 		ev_io_stop(c->loop, &c->wio);
+		return;
+	}
+	/* Compact only when the sent part dominates: amortized O(1) a byte. */
+	if (c->wpos > c->wbuf.len / 2) {
+		buf_consume(&c->wbuf, c->wpos);
+		c->wpos = 0;
+	}
+	ev_io_start(c->loop, &c->wio);
 }
 
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -217,7 +227,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 			conn_finish(c);
 		return;
 	}
-	buf_consume(&c->rbuf, off);
+	if (off)
+		buf_consume(&c->rbuf, off);
 }
 
 struct ipc_conn *ipc_conn_new(struct ev_loop *loop, int fd,
@@ -249,6 +260,12 @@ int ipc_conn_send(struct ipc_conn *c, const ProtobufCMessage *msg)
 	if (c->closed)
 		return -EPIPE;
 	int rc = ipc_frame_append(&c->wbuf, msg);
+	if (rc == -ENOSPC && c->wpos) {
+		/* Room taken by bytes already sent: reclaim it, then retry. */
+		buf_consume(&c->wbuf, c->wpos);
+		c->wpos = 0;
+		rc = ipc_frame_append(&c->wbuf, msg);
+	}
 	if (rc == -ENOSPC)
 		return -ENOBUFS;
 	if (rc)
@@ -263,15 +280,21 @@ int ipc_conn_send_frames(struct ipc_conn *c, const void *frames, size_t len)
 {
 	if (c->closed)
 		return -EPIPE;
-	if (buf_append(&c->wbuf, frames, len))
-		return -ENOBUFS;
+	if (buf_append(&c->wbuf, frames, len)) {
+		if (!c->wpos)
+			return -ENOBUFS;
+		buf_consume(&c->wbuf, c->wpos);
+		c->wpos = 0;
+		if (buf_append(&c->wbuf, frames, len))
+			return -ENOBUFS;
+	}
 	ev_io_start(c->loop, &c->wio);
 	return 0;
 }
 
 size_t ipc_conn_pending(const struct ipc_conn *c)
 {
-	return c->wbuf.len;
+	return c->wbuf.len - c->wpos;
 }
 
 void ipc_conn_set_ud(struct ipc_conn *c, void *ud)

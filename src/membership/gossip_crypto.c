@@ -49,6 +49,11 @@ int gossip_keyring_parse(struct gossip_keyring *ring, const char *text,
 		ring->n++;
 		p += n;
 	}
+	/* Text that names no key must not turn encryption off silently. */
+	if (ring->n == 0 && *text) {
+		snprintf(err, errlen, "no key in the keyring");
+		return -EINVAL;
+	}
 	return 0;
 }
 

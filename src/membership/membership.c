@@ -877,7 +877,8 @@ static void replica_install(struct membership *m, const Ps__Reply *r)
 		const char *md = r->nodes[i]->metadata_json;
 		struct json_doc d;
 		char jerr[64];
-		if (md && json_parse(&d, md, strlen(md), jerr, sizeof(jerr))) {
+		if (md && (json_parse(&d, md, strlen(md), jerr, sizeof(jerr)) ||
+			   json_type(&d, 0) != JSON_OBJECT)) {
 			json_doc_fini(&d);
 			bad++;
 			continue;
