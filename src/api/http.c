@@ -3,6 +3,7 @@
 #include "proxystone/http.h"
 #include "proxystone/json.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <math.h>
@@ -128,6 +129,10 @@ struct http_conn {
 	struct http_conn *hnext; /* id hash chain, then the closing list */
 
 	http_parser parser;
+	/* Chunk data must end with CRLF; Debian's lenient http_parser takes
+	 * any two bytes there. Bytes of that CRLF not yet checked because
+	 * they had not arrived: the next parse checks them first. */
+	const char *crlf_due; /* "\r\n" or "\n" pending, NULL when none */
 	enum http_phase phase;
 	enum http_pause paused_for;
 	enum http_fail fail;
@@ -901,6 +906,14 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 		c->name_long = false;
 	}
 	for (size_t i = 0; i < len; i++) {
+		/* A field name is an RFC 9110 token. Debian's http_parser is
+		 * built lenient and lets "Content-Length : 5" through, a
+		 * request-smuggling classic: refuse it here. */
+		unsigned char t = (unsigned char)at[i];
+		if (!(isalnum(t) || strchr("!#$%&'*+-.^_`|~", t)) || !t)
+			return 1;
+	}
+	for (size_t i = 0; i < len; i++) {
 		if (c->name_len == sizeof(c->name)) {
 			c->name_long = true;
 			break;
@@ -966,7 +979,34 @@ static int on_body(http_parser *p, const char *at, size_t len)
 {
 	struct http_conn *c = p->data;
 	int rc = buf_append(&c->body, at, len);
-	return rc ? fail_from_rc(c, rc, FAIL_BODY_TOO_LARGE) : 0;
+	if (rc)
+		return fail_from_rc(c, rc, FAIL_BODY_TOO_LARGE);
+	if ((p->flags & F_CHUNKED) && p->content_length == 0) {
+		/* The chunk's data ended here: check its CRLF, as far as
+		 * it has arrived; the rest waits for the next parse. */
+		const char *end = c->rbuf + c->rlen, *q = at + len;
+		const char *want = "\r\n";
+		while (*want && q < end) {
+			if (*q++ != *want++)
+				return 1; /* HPE_CB_body: answered 400 */
+		}
+		c->crlf_due = *want ? want : NULL;
+	}
+	return 0;
+}
+
+/* Checks the CRLF owed by a chunk that ended at the previous buffer's
+ * end. 0, or -EPROTO if the bytes are something else. */
+static int check_crlf_due(struct http_conn *c, const char *data, size_t avail)
+{
+	size_t i = 0;
+	while (c->crlf_due && *c->crlf_due && i < avail) {
+		if (data[i++] != *c->crlf_due++)
+			return -EPROTO;
+	}
+	if (c->crlf_due && !*c->crlf_due)
+		c->crlf_due = NULL;
+	return 0;
 }
 
 /* Pauses so later pipelined requests wait until this one is answered. */
@@ -1143,6 +1183,11 @@ static void conn_parse(struct http_conn *c)
 	bool was_head = c->phase == PHASE_HEAD;
 	const char *data = c->rbuf + c->rpos;
 	size_t avail = c->rlen - c->rpos;
+	if (check_crlf_due(c, data, avail)) {
+		conn_fail_bad_request(c, "chunk data not followed by CRLF",
+				      data, avail);
+		return;
+	}
 	size_t n =
 	    http_parser_execute(&c->parser, &parser_settings, data, avail);
 	enum http_errno herr = HTTP_PARSER_ERRNO(&c->parser);

@@ -226,12 +226,17 @@ static int query_get(const char *q, size_t qlen, const char *key, char *out,
 	return 0;
 }
 
-static char *dup_string(const struct json_doc *d, int i, size_t max)
+/* The string at token i, unescaped; NULL with *why set on failure. */
+static char *dup_string(const struct json_doc *d, int i, size_t max,
+			const char **why)
 {
 	struct buf b;
 	buf_init(&b, max);
-	if (json_get_string(d, i, &b)) {
+	int rc = json_get_string(d, i, &b);
+	if (rc) {
 		buf_fini(&b);
+		*why = rc == -ENOSPC ? "%s is too long"
+				     : "%s must not contain NUL characters";
 		return NULL;
 	}
 	if (!b.base && buf_puts(&b, "")) {
@@ -259,9 +264,10 @@ static int opt_string(const struct json_doc *d, int obj, const char *key,
 		return 0;
 	if (json_type(d, v) != JSON_STRING)
 		return bad_field(err, key, "%s must be a string");
-	*out = dup_string(d, v, max);
+	const char *why;
+	*out = dup_string(d, v, max, &why);
 	if (!*out)
-		return bad_field(err, key, "%s is too long");
+		return bad_field(err, key, why);
 	return 0;
 }
 
@@ -352,10 +358,10 @@ static int build_register(const struct json_doc *d, size_t metadata_max,
 				return bad_field(
 					err, "tags",
 					"%s must be an array of strings");
-			char *s = dup_string(d, i, NODE_TAG_LEN_MAX);
+			const char *why;
+			char *s = dup_string(d, i, NODE_TAG_LEN_MAX, &why);
 			if (!s)
-				return bad_field(err, "tags",
-						 "%s: a tag is too long");
+				return bad_field(err, "tags", why);
 			r->tags[r->n_tags++] = s;
 		}
 	}
@@ -384,10 +390,10 @@ static int build_register(const struct json_doc *d, size_t metadata_max,
 			ps__capability__init(cap);
 			r->capabilities[r->n_capabilities++] = cap;
 			cap->value = v;
-			cap->name = dup_string(d, k, NODE_TAG_LEN_MAX);
+			const char *why;
+			cap->name = dup_string(d, k, NODE_TAG_LEN_MAX, &why);
 			if (!cap->name)
-				return bad_field(err, "capabilities",
-						 "%s: a name is too long");
+				return bad_field(err, "capabilities", why);
 		}
 	}
 	return 0;

@@ -373,6 +373,14 @@ static int wal_start(struct membership *m)
 		log_warn("write-ahead log: ignored a torn tail of %zu bytes (a crash mid-write)",
 			 tail);
 	rc = wal_open(m->wal_path, &m->wal, err, sizeof(err));
+	if (rc == -EROFS || rc == -EACCES || rc == -EPERM || rc == -ENOSPC ||
+	    rc == -EDQUOT) {
+		/* Readable but not writable: serve reads, refuse writes (503)
+		 * and retry from the flush timer until the disk is back. */
+		m->wal = NULL;
+		store_failure(m, "write-ahead log open", rc);
+		return 0;
+	}
 	if (rc) {
 		log_error("write-ahead log: %s", err);
 		return rc;
@@ -380,11 +388,23 @@ static int wal_start(struct membership *m)
 	return 0;
 }
 
+static bool file_exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/*
+ * Loads the newest usable snapshot: registry.snap, else registry.snap.prev
+ * (with the log kept beside it). A data directory that holds state but no
+ * usable snapshot is refused (-EBADMSG): serving the log's changes on an
+ * empty base, under a new identity, would be a half-loaded registry.
+ */
 static int load_state(struct membership *m)
 {
 	char err[ERR_MSG_MAX];
 	char prev[PATH_MAX + 8];
 	Ps__Snapshot *snap = NULL;
+	snprintf(prev, sizeof(prev), "%s.prev", m->store_path);
 	int rc = store_load(m->store_path, &snap, err, sizeof(err));
 	if (rc == -EBADMSG) {
 		m->n_snapshot_damaged++;
@@ -394,19 +414,24 @@ static int load_state(struct membership *m)
 			 m->store_path, (long long)time_wall_ms());
 		rename(m->store_path, aside);
 		log_error("moved it aside to %s", aside);
-		snprintf(prev, sizeof(prev), "%s.prev", m->store_path);
+	}
+	if (rc == -EBADMSG || (rc == -ENOENT && file_exists(prev))) {
 		rc = store_load(prev, &snap, err, sizeof(err));
 		if (rc == 0) {
 			log_warn("loaded the previous snapshot %s instead",
 				 prev);
 			m->used_prev_snapshot = true;
+		} else if (rc == -EBADMSG) {
+			m->n_snapshot_damaged++;
 		}
 	}
-	if (rc == -ENOENT)
-		return 0;
+	if (rc == -ENOENT && !file_exists(m->wal_path) && !m->n_snapshot_damaged)
+		return 0; /* a new node */
 	if (rc) {
-		log_error("no usable snapshot: %s", err);
-		return rc == -EBADMSG ? 0 : rc;
+		log_error("no usable snapshot in %s (%s); refusing to serve a partial registry. "
+			  "Restore a snapshot, or move registry.* aside to start empty",
+			  m->cfg->data_dir, rc == -ENOENT ? "missing" : err);
+		return rc == -ENOENT ? -EBADMSG : rc;
 	}
 	double now = time_mono();
 	if (registry_id_valid(snap->self_id))
@@ -506,6 +531,15 @@ static void on_flush_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	double now = time_mono();
 	if (m->store_failed && now - m->store_failed_at < STORE_RETRY_INTERVAL)
 		return;
+	if (!m->wal) {
+		char err[ERR_MSG_MAX];
+		if (wal_open(m->wal_path, &m->wal, err, sizeof(err))) {
+			m->wal = NULL;
+			m->store_failed_at = now;
+			return;
+		}
+		log_info("write-ahead log open again");
+	}
 	wal_flush(m);
 	if ((m->dirty_lazy && now - m->snapshot_at >= SNAPSHOT_LAZY_INTERVAL) ||
 	    m->must_snapshot || m->store_failed)
@@ -1779,21 +1813,21 @@ int membership_main(const struct config *cfg, int sup_fd)
 	if (!rc)
 		rc = wal_start(m);
 	if (rc) {
-		log_error("cannot start: state in %s is unreadable",
+		log_error("cannot start: the state in %s cannot be used",
 			  cfg->data_dir);
-		return 1;
+		goto fail;
 	}
 	bool fresh = !m->self_id[0];
 	if (fresh)
 		make_uuid(m->self_id);
 	m->start_ms = time_wall_ms();
 	if (ensure_self(m))
-		return 1;
+		goto fail;
 	/* Identity must be on disk before we serve anything. */
 	if (save_now(m) && fresh) {
 		log_error("cannot persist this node's identity in %s",
 			  cfg->data_dir);
-		return 1;
+		goto fail;
 	}
 	log_info("node %s (%s) %s, %zu nodes in the registry", m->self_id,
 		 config_role_name(cfg->role), fresh ? "created" : "restored",
@@ -1803,11 +1837,13 @@ int membership_main(const struct config *cfg, int sup_fd)
 	if (m->listen_fd < 0) {
 		log_error("cannot listen on %s: %s", cfg->socket_path,
 			  strerror(-m->listen_fd));
-		return 1;
+		goto fail;
 	}
 	m->loop = ev_loop_new(EVFLAG_AUTO);
-	if (!m->loop)
-		return 1;
+	if (!m->loop) {
+		close(m->listen_fd);
+		goto fail;
+	}
 	ev_io_init(&m->accept_io, on_accept, m->listen_fd, EV_READ);
 	m->accept_io.data = m;
 	ev_io_start(m->loop, &m->accept_io);
@@ -1829,8 +1865,11 @@ int membership_main(const struct config *cfg, int sup_fd)
 	m->sigterm.data = m->sigint.data = m;
 	ev_signal_start(m->loop, &m->sigterm);
 	ev_signal_start(m->loop, &m->sigint);
-	if (gossip_start(m))
-		return 1;
+	if (gossip_start(m)) {
+		close(m->listen_fd);
+		ev_loop_destroy(m->loop);
+		goto fail;
+	}
 	if (sup_fd >= 0) {
 		child_keepalive_start(m->loop, sup_fd);
 		child_notify_ready(sup_fd);
@@ -1856,4 +1895,10 @@ int membership_main(const struct config *cfg, int sup_fd)
 	buf_fini(&m->held_frames);
 	free(m);
 	return 0;
+fail:
+	wal_close(m->wal);
+	registry_fini(&m->reg);
+	buf_fini(&m->held_frames);
+	free(m);
+	return 1;
 }
