@@ -208,6 +208,15 @@ void swim_free(struct swim *s);
 /* Adds a join address (a coordinator). A join ping goes out at once.
  * 0, -EEXIST (already a seed), -ENOSPC (SWIM_SEEDS_MAX). */
 int swim_add_seed(struct swim *s, const struct swim_addr *addr, double now);
+/* For tests and benchmarks only (the simulator's sim_bootstrap()): adds
+ * member `id` at `addr` with incarnation `inc`, ALIVE, as if the epidemic
+ * had already spread it, so a large simulated cluster forms without a
+ * join storm. Emits no event, disseminates nothing, and marks the instance
+ * joined (no table pull on first contact). Production code joins through
+ * swim_add_seed(). 0, -EEXIST (known, or ourselves), -ENOSPC
+ * (SWIM_MEMBERS_MAX), -ENOMEM, -EPERM after swim_leave(). */
+int swim_add_member(struct swim *s, const struct swim_id *id,
+		    const struct swim_addr *addr, uint64_t inc, double now);
 /* A datagram from `from`. Never fails: bad datagrams are counted. */
 void swim_recv(struct swim *s, const struct swim_addr *from, const uint8_t *pkt,
 	       size_t len, double now);

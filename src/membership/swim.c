@@ -1815,6 +1815,32 @@ int swim_add_seed(struct swim *s, const struct swim_addr *addr, double now)
 	return 0;
 }
 
+/*
+ * Tests and benchmarks only (tests/lib/sim.c, sim_bootstrap()): puts a
+ * member in the table as if the epidemic had already spread it, so a
+ * simulated cluster of 10,000 forms without a join storm. No event, no
+ * dissemination; counts as joined (no table pull on first contact).
+ */
+int swim_add_member(struct swim *s, const struct swim_id *id,
+		    const struct swim_addr *addr, uint64_t inc, double now)
+{
+	struct member *m;
+
+	if (s->left)
+		return -EPERM;
+	if (find(s, id) != NULL)
+		return -EEXIST;
+	if (s->n_members >= SWIM_MEMBERS_MAX)
+		return -ENOSPC;
+	s->now = now;
+	m = member_add(s, id, addr, inc, now);
+	if (m == NULL)
+		return -ENOMEM;
+	s->joined = true;
+	update_deadline(s);
+	return 0;
+}
+
 static void trace_recv(struct swim *s, const struct swim_addr *from, size_t len,
 		       int error, const struct swim_packet *p)
 {

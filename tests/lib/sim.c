@@ -489,6 +489,29 @@ int sim_start_cluster(struct sim *sim, size_t n, double window)
 	return rc;
 }
 
+int sim_bootstrap(struct sim *sim, size_t n)
+{
+	int rc = 0;
+
+	if (n == 0 || n > sim->n_nodes)
+		return -EINVAL;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct node *nd = &sim->nodes[i];
+
+		rc = sim_start(sim, i);
+		for (size_t j = 0; j < n && rc == 0; j++) {
+			struct swim_addr a = sim_addr(j);
+
+			if (j != i)
+				rc = swim_add_member(nd->swim, &sim->nodes[j].id,
+						     &a, 0, sim->now);
+		}
+		if (rc == 0)
+			drain(sim, i);
+	}
+	return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* Running. */
 

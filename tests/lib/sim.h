@@ -86,6 +86,12 @@ int sim_join(struct sim *sim, size_t i, size_t seed);
  * `window` seconds, each joining through node 0 and one random earlier
  * node. Runs the simulation to the end of the window. */
 int sim_start_cluster(struct sim *sim, size_t n, double window);
+/* Starts nodes [0, n) at once, each told of every other directly
+ * (swim_add_member(): ALIVE, incarnation 0, nothing disseminated): a formed
+ * cluster without a join storm, for large-N benchmarks. Each node still
+ * spreads its own record once, as any new instance does; wait for that to
+ * drain before measuring a steady state. 0, -EINVAL, -ENOMEM. */
+int sim_bootstrap(struct sim *sim, size_t n);
 void sim_crash(struct sim *sim, size_t i);
 void sim_leave(struct sim *sim, size_t i);
 
