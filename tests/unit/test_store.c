@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../lib/tmpdir.h"
 #include "proxystone/store.h"
 
 /* Room for store messages, which quote the path. */
@@ -24,7 +25,7 @@
 
 /* One temp directory per test; teardown removes it and everything in it. */
 struct fixture {
-	char dir[64];
+	char dir[TMPDIR_NAME_MAX];
 	char path[128]; /* <dir>/registry.snap */
 };
 
@@ -33,8 +34,7 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -1;
-	strcpy(f->dir, "/tmp/ps-store-XXXXXX");
-	if (!mkdtemp(f->dir)) {
+	if (tmpdir_make(f->dir, "store")) {
 		free(f);
 		return -1;
 	}
@@ -43,18 +43,10 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int rc = tmpdir_remove(f->dir);
 	free(f);
 	return rc;
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/tmpdir.h"
 #include "proxystone/http.h"
 
 /* The module itself, to reach its fdatasync seam and its struct, with its
@@ -48,7 +49,7 @@ _Static_assert(WAL_BUFFER_MAX >= WAL_RECORD_HDR + WAL_RECORD_MAX,
 /* ---- fixture: one temp directory per test ------------------------------- */
 
 struct fixture {
-	char dir[64];
+	char dir[TMPDIR_NAME_MAX];
 	char path[128];	 /* <dir>/registry.wal */
 	char other[128]; /* <dir>/copy.wal */
 };
@@ -58,8 +59,7 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -1;
-	strcpy(f->dir, "/tmp/ps-wal-XXXXXX");
-	if (!mkdtemp(f->dir)) {
+	if (tmpdir_make(f->dir, "wal")) {
 		free(f);
 		return -1;
 	}
@@ -69,19 +69,11 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	wal_fdatasync = fdatasync;
-	int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int rc = tmpdir_remove(f->dir);
 	free(f);
 	return rc;
 }
