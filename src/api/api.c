@@ -564,23 +564,28 @@ static struct pending *find_leader(struct api *a, const char *key)
 	return NULL;
 }
 
+/* Gives up on request p without membership's answer: /metrics still
+ * answers with the api's own counters, everything else gets 503. */
+static void abandon(struct api *a, struct pending *p, bool timeout)
+{
+	struct http_conn *c = http_server_conn(a->http, p->conn_id);
+	if (c) {
+		if (p->match.route == ROUTE_METRICS)
+			respond_metrics(a, c, NULL);
+		else
+			respond_unavailable(a, c, p->match.route, timeout);
+	}
+	slot_release(a, p);
+}
+
 /* Answers every request in flight with 503 (membership went away). */
 static void fail_all_pending(struct api *a)
 {
 	for (uint32_t i = 0; i < API_PENDING_MAX; i++) {
-		struct pending *p = &a->slots[i];
-		if (!p->req_id)
+		if (!a->slots[i].req_id)
 			continue;
-		struct http_conn *c = http_server_conn(a->http, p->conn_id);
 		a->ipc_unavailable++;
-		if (c) {
-			if (p->match.route == ROUTE_METRICS)
-				respond_metrics(a, c, NULL);
-			else
-				respond_unavailable(a, c, p->match.route,
-						    false);
-		}
-		slot_release(a, p);
+		abandon(a, &a->slots[i], false);
 	}
 }
 
@@ -751,15 +756,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int rev)
 		if (!p->req_id || now - p->sent_at < a->cfg->ipc_timeout)
 			continue;
 		a->ipc_timeouts++;
-		struct http_conn *c = http_server_conn(a->http, p->conn_id);
-		if (c) {
-			if (p->match.route == ROUTE_METRICS)
-				respond_metrics(a, c, NULL);
-			else
-				respond_unavailable(a, c, p->match.route,
-						    true);
-		}
-		slot_release(a, p);
+		abandon(a, p, true);
 	}
 }
 

@@ -1108,11 +1108,6 @@ static void on_leave_timer(struct ev_loop *loop, ev_timer *w, int rev)
 
 /* ---- gossip inspection (tools/dump) -------------------------------------- */
 
-static const char *msg_type_name(enum swim_msg_type t)
-{
-	return swim_msg_type_name(t);
-}
-
 /* Streams one datagram to every follower, skipping those too far behind. */
 static void on_trace(void *ctx, const struct swim_trace *t)
 {
@@ -1136,7 +1131,7 @@ static void on_trace(void *ctx, const struct swim_trace *t)
 		tr.error_text = (char *)strerror(-t->error);
 	}
 	if (t->hdr) {
-		tr.type = (char *)msg_type_name(t->hdr->type);
+		tr.type = (char *)swim_msg_type_name(t->hdr->type);
 		tr.has_seq = true;
 		tr.seq = t->hdr->seq;
 		swim_id_format(&t->hdr->sender, sender);
