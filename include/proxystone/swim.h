@@ -311,6 +311,7 @@ struct swim_stats {
 	uint64_t probes;	      /* direct probes started */
 	uint64_t probe_failures;      /* probes that ended without an ack */
 	uint64_t indirect_probes;     /* ping-reqs sent */
+	uint64_t direct_retries;      /* second pings sent with them */
 	uint64_t relays;	      /* ping-reqs served for others */
 	uint64_t nacks_sent, nacks_received;
 	uint64_t suspects;     /* members we suspected ourselves */

@@ -27,15 +27,17 @@ void config_defaults(struct config *c)
 	c->gossip_port = -1;      /* derived: api_port + 1000; 0 = off */
 	/* Faster than memberlist's LAN defaults (1 s, 0.5 s, 3, 4), which take
 	 * 5-10 s to declare a crash: a probe every 0.3 s with a timeout still
-	 * ~1000x a LAN round trip, and memberlist's suspicion multiplier.
-	 * Measured (make bench): a crash `inactive` in a median 2.55 s at 50
-	 * real nodes; in the simulator about one false death per hour at
-	 * 5-10% loss with 100 members. A multiplier of 1.5 was faster (~2 s)
-	 * but falsely declared 41 deaths an hour at 10% loss. */
+	 * ~1000x a LAN round trip. A failed direct ping is retried alongside
+	 * 5 indirect probes (swim.c), so at 10% loss a live member fails a
+	 * probe ~0.02% of the time instead of ~0.8%: false suspicions are
+	 * ~40x rarer (simulator, 90 members, 10% loss: 180 an hour), which
+	 * buys a shorter suspicion (multiplier 3, memberlist 4) at the same
+	 * false-death rate (one an hour there, with 3 or with 4). Figures:
+	 * BENCHMARKS.md. */
 	c->probe_interval = 0.3;
 	c->probe_timeout = 0.15;
-	c->indirect_checks = 3;
-	c->suspicion_mult = 4;
+	c->indirect_checks = 5;
+	c->suspicion_mult = 3;
 	/* Ethernet's 1500 less IP/UDP headers and tunnel headroom. */
 	c->gossip_mtu = 1400;
 	c->ui_port = 0;

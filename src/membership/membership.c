@@ -1583,6 +1583,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			{ "proxystone_gossip_probes_total", NULL, "Direct probes", (double)gs.probes },
 			{ "proxystone_gossip_probe_failures_total", NULL, "Probes without an ack", (double)gs.probe_failures },
 			{ "proxystone_gossip_indirect_probes_total", NULL, "Ping-reqs sent", (double)gs.indirect_probes },
+			{ "proxystone_gossip_direct_retries_total", NULL, "Second direct pings sent with the ping-reqs", (double)gs.direct_retries },
 			{ "proxystone_gossip_nacks_total", "dir=\"sent\"", "Lifeguard nacks", (double)gs.nacks_sent },
 			{ "proxystone_gossip_nacks_total", "dir=\"received\"", "Lifeguard nacks", (double)gs.nacks_received },
 			{ "proxystone_gossip_suspicions_total", NULL, "Members we suspected", (double)gs.suspects },

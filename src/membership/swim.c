@@ -98,7 +98,7 @@ struct member {
 struct probe {
 	bool active, indirect;
 	struct member *target;
-	uint64_t seq;
+	uint64_t seq, retry_seq; /* first ping; second direct ping, 0: none */
 	double sent, ack_deadline, end;
 	unsigned expected_nacks, nacks;
 };
@@ -1213,6 +1213,13 @@ static void probe_indirect(struct swim *s, double now)
 		p->expected_nacks++;
 		s->st.indirect_probes++;
 	}
+	/* And a second direct ping, as memberlist's TCP fallback ping: a
+	 * probe now fails only if this one is lost too, which at 10% loss
+	 * each way makes false suspicions about 5 times rarer for one more
+	 * datagram per failed direct ping. Either ping's ack ends the probe. */
+	p->retry_seq = ++s->seq;
+	send_ping(s, p->retry_seq, p->target);
+	s->st.direct_retries++;
 }
 
 static void probe_failed(struct swim *s, double now)
@@ -1254,10 +1261,13 @@ static void on_ack(struct swim *s, const struct swim_header *h, double now)
 {
 	struct probe *p = &s->probe;
 
-	if (p->active && h->seq == p->seq) {
+	if (p->active &&
+	    (h->seq == p->seq || (p->retry_seq && h->seq == p->retry_seq))) {
 		struct member *t = p->target;
 
-		if (t != NULL && swim_id_eq(&h->sender, &t->id)) {
+		/* An RTT only from the first ping's timely ack. */
+		if (t != NULL && !p->indirect &&
+		    swim_id_eq(&h->sender, &t->id)) {
 			float rtt = (float)(now - p->sent);
 
 			t->rtt = t->rtt < 0 ? rtt

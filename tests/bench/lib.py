@@ -577,6 +577,7 @@ class Section:
         self.data = {"key": key, "title": title,
                      "script": os.path.relpath(os.path.abspath(script), ROOT),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                     "commit": os.environ.get("PS_BENCH_COMMIT", ""),
                      "reps": REPS, "quick": QUICK, "intro": "",
                      "blocks": [], "plots": [], "missed": [], "problems": [],
                      "raw": {}}

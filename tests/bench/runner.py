@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the benchmark sections and writes BENCHMARKS.md.
 
-Usage: tests/bench/run [--quick] [--no-report] [SECTION ...]
+Usage: tests/bench/run [--quick] [--long] [--no-report] [SECTION ...]
 
 A section is a script tests/bench/NN_name.py (NN orders them). Each runs
 as its own process in its own session, within the time budget it declares
@@ -10,8 +10,11 @@ tests/bench/out/<key>.json through lib.Section, and prints them. Adding a
 section is adding a script; this file does not change.
 
 SECTION arguments select scripts whose name contains them (e.g. `http`);
-without them every section runs and out/ is cleared first. BENCHMARKS.md
-is rebuilt from every out/*.json of a known section, each with its date.
+without them every section runs and out/ is cleared first. A section
+marked `# bench-long` (hours of CPU) runs only with --long; its saved
+results are kept (and committed: make bench does not rerun it) until it
+runs again. BENCHMARKS.md is rebuilt from every out/*.json of a known
+section, each with its date and commit.
 """
 
 import glob
@@ -117,6 +120,11 @@ def kill_marked(token):
         except (OSError, ProcessLookupError):
             pass
     return killed
+
+
+def is_long(path):
+    with open(path) as f:
+        return any(re.match(r"#\s*bench-long\b", line) for line in f)
 
 
 def run_section(path, env, token):
@@ -232,6 +240,11 @@ def write_report(scripts, mach, results, total_s, argv):
             continue
         lines += [f"## {data['title']}", ""]
         meta = f"`{rel}`, {data['reps']} repetitions per figure, measured {data['started']}"
+        if data.get("commit"):
+            meta += f" at commit {data['commit']}"
+        if is_long(path):
+            meta += " (a `--long` section: `make bench` keeps these results; " \
+                    "`tests/bench/run --long` reruns it)"
         if data.get("quick"):
             meta += ", **quick mode (not representative)**"
         if results.get(path):
@@ -256,11 +269,13 @@ def write_report(scripts, mach, results, total_s, argv):
 def main():
     argv = sys.argv[1:]
     quick = "--quick" in argv
+    long_ = "--long" in argv
     report = "--no-report" not in argv
     filters = [a for a in argv if not a.startswith("--")]
     scripts = sorted(glob.glob(os.path.join(HERE, "[0-9][0-9]_*.py")))
     chosen = [s for s in scripts
-              if not filters or any(f in os.path.basename(s) for f in filters)]
+              if (not filters or any(f in os.path.basename(s) for f in filters))
+              and is_long(s) == long_]
     if not chosen:
         sys.exit(f"no section matches {filters}; sections: "
                  + ", ".join(os.path.basename(s) for s in scripts))
@@ -274,17 +289,21 @@ def main():
     shutil.copy2(src_bin, bin_copy)
 
     env = dict(os.environ)
+    mach = machine(bin_copy)
     env.update({"PS_BENCH_TOKEN": token, "PS_BENCH_BIN": bin_copy,
+                "PS_BENCH_COMMIT": mach["Commit"],
                 "PS_BENCH_SCRATCH": scratch, "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONUNBUFFERED": "1"})
     if quick:
         env["BENCH_QUICK"] = "1"
 
-    mach = machine(bin_copy)
     print("Machine: " + "; ".join(f"{k}: {v}" for k, v in mach.items()), flush=True)
     if not filters:
-        for f in glob.glob(os.path.join(OUT, "*.json")):
-            os.remove(f)
+        for path in chosen:
+            try:
+                os.remove(os.path.join(OUT, section_key(path) + ".json"))
+            except FileNotFoundError:
+                pass
     results = {}
     t0 = time.monotonic()
     try:

@@ -384,6 +384,40 @@ class ReadCacheTest(unittest.TestCase):
         finally:
             node.stop()
 
+    def counter(self, node, name):
+        for line in node.get("/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        self.fail(f"{name} not in /metrics")
+
+    def test_stale_copy_is_served_while_refreshed_and_bounded(self):
+        """Past its 0.1 s TTL a cached read is still served (no client waits
+        for membership) while one request renders the next copy; a copy
+        older than 0.5 s is never served."""
+        from datetime import datetime
+        node = Node().start()
+        try:
+            seen = []
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                asked = time.time()
+                r = node.get("/api/cluster/status")
+                self.assertEqual(r.status, 200)
+                last = r.json()["status"]["lastSeen"]
+                seen.append((asked, datetime.fromisoformat(last.replace("Z", "+00:00"))
+                             .timestamp()))
+                time.sleep(0.01)
+            # Rendered at most 0.5 s (API_CACHE_STALE_MAX) before it was
+            # asked for; lastSeen has millisecond resolution.
+            worst = max(asked - rendered for asked, rendered in seen)
+            self.assertLess(worst, 0.5 + 0.002, f"a copy {worst:.3f} s old was served")
+            # The copies moved on: 2 s of reads saw fresh renders.
+            self.assertGreater(len({rendered for _, rendered in seen}), 3)
+            self.assertGreater(self.counter(node, "proxystone_http_cache_refreshes_total"), 0)
+            self.assertGreater(self.metric(node, "hit"), 0)
+        finally:
+            node.stop()
+
     def test_identical_concurrent_reads_agree(self):
         import threading
         node = Node().start()

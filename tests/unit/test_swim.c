@@ -390,6 +390,98 @@ static void test_foreign_datagrams_dropped(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* A probe's second direct ping. */
+
+/* A's datagrams: to B if deliver, else lost. */
+static void relay_all(struct swim *a, struct swim *b,
+		      const struct swim_addr *a_addr, bool deliver, double now)
+{
+	uint8_t out[1400];
+	struct swim_addr to;
+	size_t len;
+
+	while (len = sizeof(out), swim_pop_packet(a, &to, out, &len)) {
+		if (deliver)
+			swim_recv(b, a_addr, out, len, now);
+	}
+}
+
+struct pair {
+	struct swim *a, *b;
+	struct swim_addr aa, ba;
+	double t;
+};
+
+/* One millisecond; A's datagrams lost unless a_delivered, B's delivered.
+ * Returns A's stats after it. */
+static struct swim_stats pair_step(struct pair *p, bool a_delivered)
+{
+	struct swim_stats st;
+
+	p->t += 0.001;
+	swim_tick(p->a, p->t);
+	swim_tick(p->b, p->t);
+	relay_all(p->a, p->b, &p->aa, a_delivered, p->t);
+	relay_all(p->b, p->a, &p->ba, true, p->t);
+	swim_stats_get(p->a, &st);
+	return st;
+}
+
+/*
+ * Two members, so no intermediaries: A's first ping to B is lost. With the
+ * second ping delivered, B's ack ends the probe and B stays ALIVE; with
+ * both lost, B becomes SUSPECT.
+ */
+static void second_ping_case(bool second_delivered)
+{
+	struct swim_config cfg;
+	struct pair p = {.aa = {0x0a000001, 7946}, .ba = {0x0a000002, 7946}};
+	struct swim_id bid;
+	struct swim_stats st;
+
+	swim_config_defaults(&cfg);
+	snprintf(cfg.cluster_id, sizeof(cfg.cluster_id), "%s", CLUSTER);
+	assert_int_equal(swim_new(&cfg, "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
+				  &p.aa, 1, p.t, &p.a), 0);
+	assert_int_equal(swim_new(&cfg, "9d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
+				  &p.ba, 2, p.t, &p.b), 0);
+	bid = *swim_self_id(p.b);
+	assert_int_equal(swim_add_member(p.a, &bid, &p.ba, 0, p.t), 0);
+	assert_int_equal(swim_add_member(p.b, swim_self_id(p.a), &p.aa, 0, p.t),
+			 0);
+	/* Until A's probe starts, nothing of A's reaches B. */
+	do
+		st = pair_step(&p, false);
+	while (st.probes == 0 && p.t < 10);
+	assert_int_equal(st.probes, 1);
+	/* Past the probe timeout: the second ping goes out. */
+	do
+		st = pair_step(&p, second_delivered);
+	while (st.direct_retries == 0 && p.t < 10);
+	assert_int_equal(st.direct_retries, 1);
+	assert_int_equal(st.indirect_probes, 0); /* nobody to ask */
+	/* To the end of the period, everything delivered again. */
+	for (double end = p.t + cfg.probe_interval; p.t < end;)
+		st = pair_step(&p, true);
+	if (second_delivered) {
+		assert_int_equal(st.probe_failures, 0);
+		assert_int_equal(swim_member_status(p.a, &bid), SWIM_ALIVE);
+	} else {
+		assert_int_equal(st.probe_failures, 1);
+		assert_int_equal(st.suspects, 1);
+	}
+	swim_free(p.a);
+	swim_free(p.b);
+}
+
+static void test_second_direct_ping(void **state)
+{
+	(void)state;
+	second_ping_case(true);
+	second_ping_case(false);
+}
+
+/* ------------------------------------------------------------------ */
 /* Trace hook and sequence numbers. */
 
 /* Nodes traced: the trace test's cluster size. */
@@ -819,6 +911,7 @@ int main(void)
 	    cmocka_unit_test(test_proto_truncated_and_corrupt),
 	    cmocka_unit_test(test_proto_mtu_bound),
 	    cmocka_unit_test(test_foreign_datagrams_dropped),
+	    cmocka_unit_test(test_second_direct_ping),
 	    cmocka_unit_test(test_trace_and_determinism),
 	    cmocka_unit_test(test_small_cluster_forms),
 	    cmocka_unit_test(test_crash_detected_20),
