@@ -28,12 +28,12 @@ void config_defaults(struct config *c)
 	/* Faster than memberlist's LAN defaults (1 s, 0.5 s, 3, 4), which take
 	 * 5-10 s to declare a crash: a probe every 0.3 s with a timeout still
 	 * ~1000x a LAN round trip. A failed direct ping is retried alongside
-	 * 5 indirect probes (swim.c), so at 10% loss a live member fails a
-	 * probe ~0.02% of the time instead of ~0.8%: false suspicions are
-	 * ~40x rarer (simulator, 90 members, 10% loss: 180 an hour), which
-	 * buys a shorter suspicion (multiplier 3, memberlist 4) at the same
-	 * false-death rate (one an hour there, with 3 or with 4). Figures:
-	 * BENCHMARKS.md. */
+	 * the indirect probes (swim.c), and 5 of those instead of 3: at 10%
+	 * loss a live member then fails a probe with p ~ 0.19 * 0.19 * 0.34^5
+	 * = 1.7e-4 instead of 0.19 * 0.34^3 = 7.7e-3 (simulator, 1,000
+	 * members, an hour: 1.7e-4 measured, no false death). That buys a
+	 * shorter suspicion (multiplier 3, memberlist 4): a crash is inactive
+	 * in a median 2.1 s at 50 real nodes. Figures: BENCHMARKS.md. */
 	c->probe_interval = 0.3;
 	c->probe_timeout = 0.15;
 	c->indirect_checks = 5;

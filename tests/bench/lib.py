@@ -487,12 +487,15 @@ def _ms(s):
 
 
 def run_wrk(url, duration=5, threads=2, conns=64, script=None, args=(),
-            timeout_s=None, during=None):
+            timeout_s=None, during=None, cpus=None):
     """Runs wrk --latency; returns dict rps, p50, p99 (ms), requests,
     non2xx, errors (socket errors: connect+read+write+timeout), raw.
     during: optional callable run (in this thread) while wrk runs; its
-    return value is in result['during']."""
+    return value is in result['during']. cpus: e.g. "1", wrk pinned there
+    (taskset)."""
     argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency"]
+    if cpus is not None:
+        argv = ["taskset", "-c", str(cpus)] + argv
     if timeout_s:
         argv.append(f"--timeout={timeout_s}s")
     if script:
