@@ -127,6 +127,8 @@ struct http_conn {
 	 * asynchronous response, outside the responder's call stack. */
 	ev_idle kick;
 	struct http_conn *hnext; /* id hash chain, then the closing list */
+	struct http_conn *fnext; /* the flush queue, while flush_queued */
+	bool flush_queued;
 
 	http_parser parser;
 	/* Chunk data must end with CRLF; Debian's lenient http_parser takes
@@ -177,6 +179,12 @@ struct http_server {
 	/* Never started: fed to the loop to free closed connections after the
 	 * current callback (Redis freeClientAsync). */
 	ev_idle reap;
+	/* Responses are sent in one burst per loop iteration, just before
+	 * the loop polls: a client on the same core is woken once per burst,
+	 * not once per response, so both sides batch (nginx gets the same
+	 * from serving a whole batch of ready events before writing). */
+	ev_prepare flusher;
+	struct http_conn *flushq;
 	http_handler_fn on_request;
 	http_close_fn on_close;
 	void *ud;
@@ -403,12 +411,27 @@ static void conn_destroy(struct http_conn *c)
 	free(c);
 }
 
+static void flushq_remove(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	if (!c->flush_queued)
+		return;
+	for (struct http_conn **pp = &s->flushq; *pp; pp = &(*pp)->fnext) {
+		if (*pp == c) {
+			*pp = c->fnext;
+			break;
+		}
+	}
+	c->flush_queued = false;
+}
+
 /* Redis freeClientAsync: unlink now, free after the current callback. */
 static void conn_close(struct http_conn *c, const char *why)
 {
 	struct http_server *s = c->srv;
 	if (c->closing)
 		return;
+	flushq_remove(c);
 	log_debug("http: conn %llu (%s) closed: %s", (unsigned long long)c->id,
 		  c->peer, why);
 	c->closing = true;
@@ -702,11 +725,38 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 		http_parser_pause(&c->parser, 0);
 	if (c->body.cap > HTTP_BUF_KEEP)
 		buf_fini(&c->body);
-	if (conn_flush(c) || c->close_after_write)
+	if (c->close_after_write) {
+		conn_flush(c);
 		return;
+	}
+	if (!c->flush_queued) {
+		c->flush_queued = true;
+		c->fnext = s->flushq;
+		s->flushq = c;
+	}
 	/* Requests may already wait in rbuf; parse them after this call. */
 	if (!c->in_process && (c->rpos < c->rlen || c->peer_eof))
 		ev_feed_event(s->loop, &c->kick, EV_CUSTOM);
+}
+
+/* Sends the queued responses; then, as after a write event, parses what
+ * output held back (unless the server is going away). */
+static void flushq_run(struct http_server *s, bool process)
+{
+	while (s->flushq) {
+		struct http_conn *c = s->flushq;
+		s->flushq = c->fnext;
+		c->flush_queued = false;
+		if (!conn_flush(c) && process)
+			conn_process(c);
+	}
+}
+
+static void flusher_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	flushq_run(w->data, true);
 }
 
 void http_respond_error(struct http_conn *c, int status, const char *code,
@@ -1658,8 +1708,11 @@ struct http_server *http_server_new(struct ev_loop *loop,
 	ev_io_init(&s->lio, accept_cb, s->lfd, EV_READ);
 	ev_init(&s->accept_backoff, accept_backoff_cb);
 	ev_idle_init(&s->reap, reap_cb);
+	ev_prepare_init(&s->flusher, flusher_cb);
 	s->lio.data = s->accept_backoff.data = s->reap.data = s;
+	s->flusher.data = s;
 	ev_io_start(loop, &s->lio);
+	ev_prepare_start(loop, &s->flusher);
 	return s;
 }
 
@@ -1670,6 +1723,10 @@ void http_server_free(struct http_server *s)
 	ev_io_stop(s->loop, &s->lio);
 	ev_timer_stop(s->loop, &s->accept_backoff);
 	ev_idle_stop(s->loop, &s->reap);
+	ev_prepare_stop(s->loop, &s->flusher);
+	/* Responses given since the loop last ran (the 503s for requests
+	 * still in flight at shutdown) go out before the connections close. */
+	flushq_run(s, false);
 	close(s->lfd);
 	for (size_t i = 0; i < s->nbuckets; i++) {
 		while (s->buckets[i]) {

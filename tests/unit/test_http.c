@@ -700,6 +700,34 @@ static void test_async_response(void **state)
 	client_close(&cl);
 }
 
+/* Responses are sent just before the loop polls; one given after the
+ * loop's last run (the api's 503s at shutdown) still goes out when the
+ * server is freed, before its connection closes. */
+static void test_response_flushed_at_free(void **state)
+{
+	struct fx *f = *state;
+	struct client cl;
+	f->mode = MODE_ASYNC;
+	f->async_delay = 0;
+	client_open(f, &cl);
+	client_sends(f, &cl, "GET /last HTTP/1.1\r\n\r\n");
+	double deadline = mono() + TEST_DEADLINE;
+	while (f->npending < 1 && mono() < deadline)
+		spin(f, &cl);
+	assert_int_equal(f->npending, 1);
+	http_respond(http_server_conn(f->srv, f->pending[0]), 503, NULL, NULL,
+		     "bye", 3);
+	f->npending = 0;
+	http_server_free(f->srv);
+	f->srv = NULL;
+	while (!cl.eof && mono() < deadline)
+		client_pump(&cl);
+	assert_int_equal(cl.n, 1);
+	assert_int_equal(cl.r[0].status, 503);
+	assert_string_equal(body(&cl.r[0]), "bye");
+	client_close(&cl);
+}
+
 static void test_conn_lookup_after_close(void **state)
 {
 	struct fx *f = *state;
@@ -1344,6 +1372,7 @@ int main(void)
 	    T(test_keep_alive),
 	    T(test_pipelining),
 	    T(test_async_response),
+	    T(test_response_flushed_at_free),
 	    T(test_conn_lookup_after_close),
 	    T(test_body_too_large),
 	    T(test_headers_too_large),
