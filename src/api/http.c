@@ -30,6 +30,11 @@
 /* Request-body and output buffers larger than this are released once done
  * with, so a single big request does not pin memory for the connection. */
 #define HTTP_BUF_KEEP (16 * 1024)
+/* Output held for the end of the loop turn (see struct http_server's
+ * flusher) only up to this: a larger response goes out at once, as
+ * copying many of them first costs more than the wakeups saved (a
+ * 1,000-node listing is 360 KB). */
+#define HTTP_DEFER_MAX HTTP_BUF_KEEP
 /* Accepts per readiness event, so a connection storm cannot starve the
  * loop's other watchers (Redis MAX_ACCEPTS_PER_CALL is 1000; our clients
  * are few). */
@@ -725,11 +730,10 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 		http_parser_pause(&c->parser, 0);
 	if (c->body.cap > HTTP_BUF_KEEP)
 		buf_fini(&c->body);
-	if (c->close_after_write) {
-		conn_flush(c);
-		return;
-	}
-	if (!c->flush_queued) {
+	if (c->close_after_write || conn_unsent(c) > HTTP_DEFER_MAX) {
+		if (conn_flush(c) || c->close_after_write)
+			return;
+	} else if (!c->flush_queued) {
 		c->flush_queued = true;
 		c->fnext = s->flushq;
 		s->flushq = c;
