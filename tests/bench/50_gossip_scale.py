@@ -482,6 +482,12 @@ for config in CONFIGS:
             secs = w["seconds"]
             per_h = w["fp_members"] * HOUR / secs if secs > 0 else float("nan")
             cut = " (cut short)" if w["cut"] else ""
+            if LONG and secs < HOUR - 1:
+                c_s = w["cpu"] / secs if secs > 0 else float("nan")
+                sec.missed(f"{CONFIG_NAME[config]}, N = {pretty_n(n)}, {loss:.0%} loss: "
+                           f"{secs / 60:.0f} simulated minutes, not an hour "
+                           f"({c_s:.1f} CPU s per simulated second: "
+                           f"{c_s:.1f} h on one core)")
             dur = f"{secs / 60:.0f} min{cut}" if secs >= 60 else f"{secs:.0f} s{cut}"
             rows.append([CONFIG_NAME[config], pretty_n(n), f"{loss:.0%}", dur,
                          str(w["fp_members"]),
