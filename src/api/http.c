@@ -189,7 +189,7 @@ struct http_server {
 	 * not once per response, so both sides batch (nginx gets the same
 	 * from serving a whole batch of ready events before writing). */
 	ev_prepare flusher;
-	struct http_conn *flushq;
+	struct http_conn *flushq; /* bounded: a connection is in it at most once */
 	http_handler_fn on_request;
 	http_close_fn on_close;
 	void *ud;
