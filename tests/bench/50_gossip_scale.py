@@ -566,31 +566,11 @@ if plot_rows:
     spread_top = 1.7 * max([x for r in plot_rows for x in r[4] + r[5] if x is not None]
                            + [0.1])
     lan_c = cfg_of("lan", min(sizes_run)) or {"probe_interval": 1, "suspicion_mult": 4}
-    script = f"""
-$PD << EOD
-{block('product', 0)}
-EOD
-$PA << EOD
-{block('product', 1)}
-EOD
-$LD << EOD
-{block('lan', 0)}
-EOD
-$LA << EOD
-{block('lan', 1)}
-EOD
-$PS << EOD
-{block('product', 2)}
-EOD
-$PX << EOD
-{block('product', 3)}
-EOD
-$LS << EOD
-{block('lan', 2)}
-EOD
-$LX << EOD
-{block('lan', 3)}
-EOD
+    # gnuplot data blocks: name -> (config, column of plot_rows' series)
+    data = {"PD": ("product", 0), "PA": ("product", 1), "LD": ("lan", 0), "LA": ("lan", 1),
+            "PS": ("product", 2), "PX": ("product", 3), "LS": ("lan", 2), "LX": ("lan", 3)}
+    script = "".join(f"${k} << EOD\n{block(cf, i)}\nEOD\n" for k, (cf, i) in data.items())
+    script += f"""
 set multiplot layout 1,2 title "Gossip at scale, simulator (median over crashes, bars: min-max)"
 set logscale x
 set xrange [60:16000]

@@ -186,23 +186,20 @@ class KillUnderLoadTest(unittest.TestCase):
         wait_for(lambda: self.node.children().get(role) not in (None, old),
                  timeout=RECOVERY, what=f"{role} restarted")
 
-    def test_kill9_membership_under_load(self):
-        with Load(self.node, "m") as load:
+    def kill_three_times_under_load(self, role):
+        with Load(self.node, role[0]) as load:
             load.wait_more(50, "before the first kill")
             for round_ in range(3):
-                self.kill_child("membership")
-                load.wait_more(100, f"after membership kill {round_ + 1}")
-        self.assertIn("membership killed by signal 9", self.node.log())
+                self.kill_child(role)
+                load.wait_more(100, f"after {role} kill {round_ + 1}")
+        self.assertIn(f"{role} killed by signal 9", self.node.log())
         self.finish(load)
 
+    def test_kill9_membership_under_load(self):
+        self.kill_three_times_under_load("membership")
+
     def test_kill9_api_under_load(self):
-        with Load(self.node, "a") as load:
-            load.wait_more(50, "before the first kill")
-            for round_ in range(3):
-                self.kill_child("api")
-                load.wait_more(100, f"after api kill {round_ + 1}")
-        self.assertIn("api killed by signal 9", self.node.log())
-        self.finish(load)
+        self.kill_three_times_under_load("api")
 
     def test_kill9_supervisor_alone_takes_the_tree_down(self):
         """kill -9 of the supervisor only: its children follow it
