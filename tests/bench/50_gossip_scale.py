@@ -33,6 +33,15 @@ if LONG:
     DEADLINE = float(os.environ.get("GOSSIP_HOUR_DEADLINE", "9000"))
 else:
     DEADLINE = 75 if lib.QUICK else 190
+# Long mode, GOSSIP_HOUR_ONLY="10000:0.1[,N:loss...]": run only these windows
+# (product defaults) and keep every other one from the last saved run,
+# tests/bench/out/gossip_hour.json (one 10,000-member hour at 10% loss is
+# itself ~2.2 hours of CPU).
+ONLY = []
+if LONG and os.environ.get("GOSSIP_HOUR_ONLY"):
+    for item in os.environ["GOSSIP_HOUR_ONLY"].split(","):
+        n_s, loss_s = item.split(":")
+        ONLY.append((int(n_s), float(loss_s)))
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 E_RATIO = math.e / (math.e - 1)  # SWIM: expected periods to first detection
 LOSSES = [0.0, 0.05, 0.10]
@@ -110,7 +119,11 @@ def need_mb(n):
 
 def jobs_plan():
     jobs = []
-    for n in sorted(SIZES, reverse=True):
+    if ONLY:
+        for n, loss in ONLY:
+            jobs.append(dict(n=n, config="product", crashes=0, batch=1, losses=[loss],
+                             window=HOUR, seed=n * 10 + 1000 + int(round(loss * 1000))))
+    for n in sorted(SIZES, reverse=True) if not ONLY else []:
         for cfg in CONFIGS:
             seed = n * 10 + CONFIGS.index(cfg)
             if n >= 10000 and LONG:
@@ -271,6 +284,38 @@ sec.log(f"built {os.path.relpath(SIM, lib.ROOT)}; product defaults {PROD}")
 JOBS = jobs_plan()
 RESULTS = run_all(JOBS, PROD)
 sim_wall = time.monotonic() - T0
+
+
+def carry_over(results):
+    """GOSSIP_HOUR_ONLY: the last saved run's results, less the windows rerun now."""
+    path = os.path.join(lib.OUT, "gossip_hour.json")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError) as e:
+        sec.problem(f"GOSSIP_HOUR_ONLY: no earlier run to keep ({e}); only the windows run now")
+        return results
+    redone = {(r["config"], r["n"], w["loss"]) for r in results
+              for w in r["windows"] + r.get("windows_after", [])}
+    kept = []
+    for r in old.get("raw", {}).get("runs", []):
+        for k in ("windows", "windows_after"):
+            r[k] = [w for w in r.get(k, [])
+                    if not any((r["config"], r["n"]) == (c, n) and abs(w["loss"] - loss) < 1e-9
+                               for c, n, loss in redone)]
+        r["carried_from"] = {"commit": old.get("commit", ""), "started": old.get("started", "")}
+        kept.append(r)
+    sec.data["carried_from"] = r["carried_from"] if kept else None
+    sec.note("Rerun now (`GOSSIP_HOUR_ONLY`): " + ", ".join(
+        f"N = {n:,} at {loss:.0%} loss" for n, loss in ONLY) + ". Every other result is kept "
+        f"from the run started {old.get('started', '?')} at commit {old.get('commit', '?')}; "
+        "the gossip code (`src/membership/swim.c`, `src/common/config.c`) is the same in both.")
+    return results + kept
+
+
+if ONLY:
+    RESULTS = carry_over(RESULTS)
+    SIZES = sorted({r["n"] for r in RESULTS})
 sec.raw("runs", RESULTS)
 
 by = {}  # (config, n) -> list of results
