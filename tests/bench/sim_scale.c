@@ -145,21 +145,6 @@ static void on_event(void *ctx, struct sim *sim, size_t obs,
 	}
 }
 
-static bool cond_drained(struct sim *sim, void *ctx)
-{
-	(void)ctx;
-	for (size_t i = 0; i < sim_size(sim); i++) {
-		struct swim_stats st;
-
-		if (sim_swim(sim, i) == NULL)
-			continue;
-		swim_stats_get(sim_swim(sim, i), &st);
-		if (st.broadcasts > 0)
-			return false;
-	}
-	return true;
-}
-
 static bool cond_all_dead(struct sim *sim, void *ctx)
 {
 	const struct watch *w = ctx;
@@ -395,7 +380,7 @@ int main(int argc, char **argv)
 
 	/* 1. Settle: every member's own record has been spread. */
 	t = sim_now(sim);
-	bool drained = sim_run_until_cond(sim, t + 120, 0.5, cond_drained,
+	bool drained = sim_run_until_cond(sim, t + 120, 0.5, sim_drained,
 					  NULL);
 	double settle = sim_now(sim) - t;
 	double cpu_settle = cpu_now() - cpu0 - cpu_boot;
@@ -454,7 +439,7 @@ int main(int argc, char **argv)
 		 * against everyone's probe schedule. */
 		if (done)
 			sim_run_until_cond(sim, sim_now(sim) + 60, 0.25,
-					   cond_drained, NULL);
+					   sim_drained, NULL);
 		sim_run_for(sim, rng_unit(&rng) * 2.0);
 		tc = sim_now(sim);
 		w.n_crash = b;

@@ -678,6 +678,21 @@ size_t sim_running(const struct sim *sim)
 	return n;
 }
 
+bool sim_drained(struct sim *sim, void *ctx)
+{
+	(void)ctx;
+	for (size_t i = 0; i < sim->n_nodes; i++) {
+		struct swim_stats st;
+
+		if (sim_swim(sim, i) == NULL)
+			continue;
+		swim_stats_get(sim_swim(sim, i), &st);
+		if (st.broadcasts > 0)
+			return false;
+	}
+	return true;
+}
+
 void sim_counters(const struct sim *sim, struct sim_counters *out)
 {
 	*out = sim->c;

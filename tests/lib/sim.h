@@ -127,6 +127,9 @@ bool sim_all_see(const struct sim *sim, size_t subject, enum swim_status st);
 bool sim_converged(const struct sim *sim);
 /* Running nodes. */
 size_t sim_running(const struct sim *sim);
+/* No running node has an update left to spread (a sim_run_until_cond()
+ * condition; ctx unused). */
+bool sim_drained(struct sim *sim, void *ctx);
 
 struct sim_counters {
 	uint64_t packets_sent, bytes_sent;

@@ -60,6 +60,49 @@ def children_of(pid):
     return out
 
 
+def descendants(pid):
+    """pid's children, grandchildren, ... (from /proc), depth first."""
+    out, todo = [], [pid]
+    while todo:
+        for c in children_of(todo.pop()):
+            if c not in out:
+                out.append(c)
+                todo.append(c)
+    return out
+
+
+def roles_of(supervisor):
+    """{role: pid} of a supervisor's children, from their command lines."""
+    roles = {}
+    for pid in children_of(supervisor):
+        cl = cmdline(pid)
+        for role in ("membership", "api", "ui"):
+            if f": {role}" in cl:
+                roles[role] = pid
+    return roles
+
+
+def sigkill(pids):
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def kill_tree(root):
+    """kill -9 of root and all its descendants. root is stopped first
+    (SIGSTOP) so it cannot fork a replacement between the listing and the
+    kill. Returns the pids killed; the caller reaps root."""
+    try:
+        os.kill(root, signal.SIGSTOP)
+    except ProcessLookupError:
+        pass
+    pids = [root] + descendants(root)
+    sigkill(pids)
+    return pids
+
+
 def cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -166,20 +209,18 @@ class Node:
     def delete(self, path, **kw):
         return self.request("DELETE", path, **kw)
 
+    def supervisor(self):
+        """The supervisor's pid (self.proc may be a wrapper around it)."""
+        return self.proc.pid
+
     def children(self):
         """{role: pid} from the supervisor's children's command lines."""
-        roles = {}
-        for pid in children_of(self.proc.pid):
-            cl = cmdline(pid)
-            for role in ("membership", "api", "ui"):
-                if f": {role}" in cl:
-                    roles[role] = pid
-        return roles
+        sup = self.supervisor()
+        return roles_of(sup) if sup else {}
 
     def tree(self):
-        pids = [self.proc.pid]
-        pids += children_of(self.proc.pid)
-        return pids
+        """The process started and all its descendants."""
+        return [self.proc.pid] + descendants(self.proc.pid)
 
     def stop(self, timeout=DEADLINE):
         if self.proc and self.proc.poll() is None:
@@ -203,15 +244,10 @@ class Node:
                                      + text[max(0, at - 200):at + 3000])
 
     def kill9(self):
-        """kill -9 of the whole tree, children first seen, all at once."""
+        """kill -9 of the whole tree, all at once."""
         if not self.proc:
             return
-        pids = self.tree()
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        pids = kill_tree(self.proc.pid)
         self.proc.wait()
         wait_for(lambda: not any(alive(p) for p in pids), what="tree to die")
 

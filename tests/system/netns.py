@@ -63,7 +63,8 @@ import tempfile
 import threading
 import time
 
-from harness import ARTIFACTS, DEADLINE, Response, alive, children_of, cmdline, wait_for
+from harness import (ARTIFACTS, DEADLINE, Response, alive, descendants, kill_tree, roles_of,
+                     sigkill, wait_for)
 import harness
 
 # PS_BIN=/path/to/proxystone runs the lab on another build (default: bin/).
@@ -180,17 +181,6 @@ def pids_in_netns(inodes):
         m = re.match(r"net:\[(\d+)\]", link)
         if m and int(m.group(1)) in inodes:
             out.append(int(d))
-    return out
-
-
-def descendants(pid):
-    """pid's children, grandchildren, ... (from /proc), depth first."""
-    out, todo = [], [pid]
-    while todo:
-        for c in children_of(todo.pop()):
-            if c not in out:
-                out.append(c)
-                todo.append(c)
     return out
 
 
@@ -355,13 +345,7 @@ class Host:
 
     def children(self):
         """{role: pid} of the supervisor's children, from their command lines."""
-        roles = {}
-        if self.running():
-            for pid in children_of(self.proc.pid):
-                for role in ("membership", "api", "ui"):
-                    if f": {role}" in cmdline(pid):
-                        roles[role] = pid
-        return roles
+        return roles_of(self.proc.pid) if self.running() else {}
 
     def stop(self, timeout=DEADLINE):
         """Graceful: SIGTERM to the supervisor, wait; kill -9 the tree if it
@@ -382,7 +366,7 @@ class Host:
                 wait_for(lambda: not any(alive(p) for p in tree), timeout=timeout,
                          what=f"{self.name}'s children to exit after SIGTERM")
             except AssertionError:
-                _sigkill(tree)
+                sigkill(tree)
                 raise
         return self.proc.returncode
 
@@ -393,13 +377,8 @@ class Host:
         if not self.proc:
             return
         if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
-            tree = [self.proc.pid] + descendants(self.proc.pid)
+            tree = kill_tree(self.proc.pid)
             self.lab.note(f"kill -9 {self.name} tree {tree}")
-            _sigkill(tree)
             self.proc.wait()
             wait_for(lambda: not any(alive(p) for p in tree),
                      what=f"{self.name}'s tree to die")
@@ -478,12 +457,6 @@ class Host:
             return ""
 
 
-def _sigkill(pids):
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _pdeathsig_hook():
@@ -750,7 +723,7 @@ class Lab:
             left = pids_in_netns(inodes) if inodes else []
             if not left:
                 break
-            _sigkill(left)
+            sigkill(left)
             time.sleep(0.1)
         else:
             errors.append(f"processes still in lab namespaces: {left}")
@@ -960,7 +933,7 @@ def _main(argv):
               f"{' '.join(sorted(names))}")
         if argv[1] == "--cleanup" and not owner_alive:
             inodes = {i for i in (netns_inode(n) for n in names) if i}
-            _sigkill(pids_in_netns(inodes))
+            sigkill(pids_in_netns(inodes))
             time.sleep(0.2)
             for n in sorted(names, key=lambda s: s.endswith("-sw")):
                 _run([IP, "netns", "del", n], check=False)

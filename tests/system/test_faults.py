@@ -26,7 +26,7 @@ import threading
 import time
 import unittest
 
-from harness import BIN, DEADLINE, SANITIZE, Node, _started, alive, children_of, cmdline, wait_for
+from harness import BIN, DEADLINE, SANITIZE, Node, _started, alive, children_of, wait_for
 
 RECOVERY = 60.0  # generous: a restart, a reconnect, a retry of the disk
 
@@ -713,21 +713,6 @@ class ClockNode(Node):
             return self.proc.pid
         kids = children_of(self.proc.pid)
         return kids[0] if kids else None
-
-    def children(self):
-        sup = self.supervisor()
-        roles = {}
-        for pid in children_of(sup) if sup else []:
-            cl = cmdline(pid)
-            for role in ("membership", "api", "ui"):
-                if f": {role}" in cl:
-                    roles[role] = pid
-        return roles
-
-    def tree(self):
-        sup = self.supervisor()
-        pids = [self.proc.pid] + ([sup] if sup and sup != self.proc.pid else [])
-        return pids + (children_of(sup) if sup else [])
 
     def stop(self, timeout=DEADLINE):
         if self.proc and self.proc.poll() is None:

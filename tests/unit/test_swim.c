@@ -609,21 +609,6 @@ static void on_detect(void *ctx, struct sim *sim, size_t observer,
 		d->first_dead = sim_now(sim);
 }
 
-static bool cond_drained(struct sim *sim, void *ctx)
-{
-	(void)ctx;
-	for (size_t i = 0; i < sim_size(sim); i++) {
-		struct swim_stats st;
-
-		if (sim_swim(sim, i) == NULL)
-			continue;
-		swim_stats_get(sim_swim(sim, i), &st);
-		if (st.broadcasts > 0)
-			return false;
-	}
-	return true;
-}
-
 /* Virtual seconds of steady state over which traffic is measured: one
  * anti-entropy interval, so that its share is counted. */
 #define STEADY_WINDOW 30.0
@@ -640,7 +625,7 @@ static void crash_detected(size_t n, uint64_t seed, bool report)
 	t_formed = sim_now(sim);
 	/* Let the join storm's updates finish their retransmissions. */
 	SIM_ASSERT(
-	    sim_run_until_cond(sim, t_formed + 120, 1, cond_drained, NULL));
+	    sim_run_until_cond(sim, t_formed + 120, 1, sim_drained, NULL));
 	t_drained = sim_now(sim);
 	cpu1 = cpu_seconds();
 	sim_traffic_mark(sim);
