@@ -119,11 +119,10 @@ def need_mb(n):
 
 def jobs_plan():
     jobs = []
-    if ONLY:
-        for n, loss in ONLY:
-            jobs.append(dict(n=n, config="product", crashes=0, batch=1, losses=[loss],
-                             window=HOUR, seed=n * 10 + 1000 + int(round(loss * 1000))))
-    for n in sorted(SIZES, reverse=True) if not ONLY else []:
+    for n, loss in ONLY:
+        jobs.append(dict(n=n, config="product", crashes=0, batch=1, losses=[loss],
+                         window=HOUR, seed=n * 10 + 1000 + int(round(loss * 1000))))
+    for n in [] if ONLY else sorted(SIZES, reverse=True):
         for cfg in CONFIGS:
             seed = n * 10 + CONFIGS.index(cfg)
             if n >= 10000 and LONG:
@@ -295,27 +294,47 @@ def carry_over(results):
     except (OSError, ValueError) as e:
         sec.problem(f"GOSSIP_HOUR_ONLY: no earlier run to keep ({e}); only the windows run now")
         return results
-    redone = {(r["config"], r["n"], w["loss"]) for r in results
+    redone = {(r["config"], r["n"], round(w["loss"], 6)) for r in results
               for w in r["windows"] + r.get("windows_after", [])}
-    kept = []
-    for r in old.get("raw", {}).get("runs", []):
+    carried = {"commit": old.get("commit", ""), "started": old.get("started", "")}
+    kept = old.get("raw", {}).get("runs", [])
+    for r in kept:
         for k in ("windows", "windows_after"):
             r[k] = [w for w in r.get(k, [])
-                    if not any((r["config"], r["n"]) == (c, n) and abs(w["loss"] - loss) < 1e-9
-                               for c, n, loss in redone)]
-        r["carried_from"] = {"commit": old.get("commit", ""), "started": old.get("started", "")}
-        kept.append(r)
-    sec.data["carried_from"] = r["carried_from"] if kept else None
+                    if (r["config"], r["n"], round(w["loss"], 6)) not in redone]
+        r.setdefault("carried_from", carried)  # a window kept twice keeps its first run
+    origins = sorted({(r["carried_from"]["started"], r["carried_from"]["commit"]) for r in kept})
+    sec.data["carried_from"] = [{"started": st, "commit": c} for st, c in origins]
     sec.note("Rerun now (`GOSSIP_HOUR_ONLY`): " + ", ".join(
         f"N = {n:,} at {loss:.0%} loss" for n, loss in ONLY) + ". Every other result is kept "
-        f"from the run started {old.get('started', '?')} at commit {old.get('commit', '?')}; "
-        "the gossip code (`src/membership/swim.c`, `src/common/config.c`) is the same in both.")
+        "from earlier runs: " + "; ".join(
+            f"the run started {st or '?'} at commit {c or '?'}: {gossip_code_since(c)}"
+            for st, c in origins))
     return results + kept
+
+
+GOSSIP_CODE = ["src/membership", "src/common/config.c", "include/proxystone/swim.h"]
+
+
+def gossip_code_since(commit):
+    """What git says of the gossip code between that run's commit and now."""
+    rev = commit.split()[0] if commit else ""
+    r = subprocess.run(["git", "diff", "--stat", rev, "--", *GOSSIP_CODE], cwd=lib.ROOT,
+                       capture_output=True, text=True) if rev else None
+    if r is None or r.returncode != 0:
+        return "whether the gossip code changed since could not be checked"
+    changed = r.stdout.strip().splitlines()[:-1]
+    dirty = " (that run had uncommitted changes, which git cannot show)" \
+        if "uncommitted" in commit else ""
+    if not changed:
+        return f"`git diff {rev}` shows no change to the gossip code ({', '.join(GOSSIP_CODE)})" \
+            + dirty
+    return (f"the gossip code changed since ({'; '.join(' '.join(l.split()) for l in changed)}): "
+            "the windows kept may have run other code" + dirty)
 
 
 if ONLY:
     RESULTS = carry_over(RESULTS)
-    SIZES = sorted({r["n"] for r in RESULTS})
 sec.raw("runs", RESULTS)
 
 by = {}  # (config, n) -> list of results

@@ -458,7 +458,6 @@ class Host:
 
 
 
-
 def _pdeathsig_hook():
     """If the runner dies (even by kill -9) the supervisor gets SIGTERM and
     stops its tree. Only set from the main thread: PDEATHSIG follows the
