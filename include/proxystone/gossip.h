@@ -37,6 +37,8 @@ void gossip_free(struct gossip *g);
 /* Numeric IPv4 host (or "localhost") and port. 0, -EINVAL, -EEXIST, -ENOSPC. */
 int gossip_add_seed(struct gossip *g, const char *host, int port);
 int gossip_set_meta(struct gossip *g, const void *meta, size_t len);
+/* swim_ping() now, its datagram sent at once. */
+int gossip_ping(struct gossip *g, const struct swim_id *id);
 /* Starts a graceful leave; keep the loop running briefly to send it. */
 void gossip_leave(struct gossip *g);
 /* True when a leave has nothing left to disseminate. */

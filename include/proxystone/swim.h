@@ -130,6 +130,19 @@
  * SWIM_PACKET_RECORDS_MAX + 1 members; 1024 leaves slack for a driver that
  * drains late. Excess events are dropped and counted. */
 #define SWIM_EVENTQ_MAX 1024
+/*
+ * Incarnations. Only a member raises its own, one step per refutation, meta
+ * change or leave: changing twice a second for 68 years reaches 2^32. So a
+ * record (or a datagram header) that puts a member's incarnation more than
+ * SWIM_INC_JUMP_MAX above what we hold for it is forged or corrupt, and so
+ * is any incarnation above SWIM_INC_LIMIT (2^63) whoever it names: such
+ * input is dropped and counted (dropped_inc_jump) and never applied. About
+ * ourselves we know the exact value; about others we allow twice the jump,
+ * room for one refutation of a record we never saw. Together they keep
+ * max(heard, own) + 1 far from wrapping; it saturates anyway.
+ */
+#define SWIM_INC_JUMP_MAX ((uint64_t)1 << 32)
+#define SWIM_INC_LIMIT ((uint64_t)1 << 63)
 
 /* Called for every datagram sent and every datagram received (even dropped
  * ones), when set in the config: the hook for tools/dump. Runs inside the
@@ -145,6 +158,19 @@ struct swim_trace {
 	size_t n_records;
 };
 typedef void (*swim_trace_fn)(void *ctx, const struct swim_trace *t);
+
+/* Called for every record or datagram dropped because it claims an
+ * impossible incarnation, when set in the config: the driver logs it
+ * (rate-limited) with the sender's address. Same rules as swim_trace_fn. */
+struct swim_reject {
+	struct swim_addr from;	/* datagram source */
+	struct swim_id sender;	/* the header's sender id */
+	struct swim_id member;	/* whom the claim is about */
+	uint64_t claimed;	/* incarnation claimed */
+	uint64_t known;		/* what we hold for it (0: a stranger) */
+	bool self;		/* the claim is about us */
+};
+typedef void (*swim_reject_fn)(void *ctx, const struct swim_reject *r);
 
 /*
  * Tunables. swim_config_defaults() gives memberlist's LAN configuration
@@ -185,6 +211,8 @@ struct swim_config {
 	double dead_reap_time;
 	swim_trace_fn trace; /* NULL: no tracing, no cost */
 	void *trace_ctx;
+	swim_reject_fn reject; /* NULL: rejections are only counted */
+	void *reject_ctx;
 };
 
 void swim_config_defaults(struct swim_config *cfg);
@@ -233,6 +261,13 @@ void swim_leave(struct swim *s, double now);
  * an update every member hears: keep changes to significant ones. 0,
  * -EMSGSIZE, -EPERM after swim_leave(). */
 int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len, double now);
+
+/* Sends one ping to member `id` (ALIVE or SUSPECT) outside the probe
+ * schedule. Its answer, like any datagram from it, shows in
+ * swim_member_info.last_heard: proof that the member answers at the
+ * address it announced (admit.h). 0, -ENOENT (unknown, DEAD or LEFT),
+ * -EPERM after swim_leave(). */
+int swim_ping(struct swim *s, const struct swim_id *id, double now);
 
 /* --- Outputs. --- */
 
@@ -308,6 +343,7 @@ struct swim_stats {
 	uint64_t dropped_events;      /* event queue full (SWIM_EVENTQ_MAX) */
 	uint64_t dropped_relays;      /* ping-req while SWIM_RELAYS_MAX busy */
 	uint64_t dropped_members;     /* table full (SWIM_MEMBERS_MAX) */
+	uint64_t dropped_inc_jump;    /* impossible incarnation (SWIM_INC_JUMP_MAX) */
 	uint64_t probes;	      /* direct probes started */
 	uint64_t probe_failures;      /* probes that ended without an ack */
 	uint64_t indirect_probes;     /* ping-reqs sent */

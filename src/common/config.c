@@ -40,6 +40,8 @@ void config_defaults(struct config *c)
 	c->suspicion_mult = 3;
 	/* Ethernet's 1500 less IP/UDP headers and tunnel headroom. */
 	c->gossip_mtu = 1400;
+	c->gossip_register_after = CONFIG_GOSSIP_REGISTER_AFTER_DEFAULT;
+	c->gossip_register_rate = CONFIG_GOSSIP_REGISTER_RATE_DEFAULT;
 	c->ui_port = 0;
 	/* The spec's UI: "Scans ports 4401-4405 for available backends". */
 	strcpy(c->ui_backends, "127.0.0.1:4401-4405");
@@ -251,6 +253,17 @@ int config_set(struct config *c, const char *key, const char *v,
 			return fail(err, errlen, where, key,
 				    "'%s' is not bytes in 548-65507", v);
 		c->gossip_mtu = (int)n;
+	} else if (!strcmp(key, "gossip_register_after")) {
+		if (parse_seconds(v, 0, 3600, &d))
+			return fail(err, errlen, where, key,
+				    "'%s' is not seconds in 0-3600", v);
+		c->gossip_register_after = d;
+	} else if (!strcmp(key, "gossip_register_rate")) {
+		if (parse_seconds(v, 0.01, 100000, &d))
+			return fail(err, errlen, where, key,
+				    "'%s' is not a rate in 0.01-100000 per second",
+				    v);
+		c->gossip_register_rate = d;
 	} else if (!strcmp(key, "ui_port")) {
 		if (parse_long(v, 0, PORT_MAX, &n))
 			return fail(err, errlen, where, key,

@@ -56,3 +56,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	ssize_t w = write(STDERR_FILENO, line, len);
 	(void)w;
 }
+
+bool log_limited(struct log_limit *l, double now, double interval,
+		 uint64_t *held)
+{
+	if (now < l->next) {
+		l->held++;
+		return false;
+	}
+	*held = l->held;
+	l->held = 0;
+	l->next = now + interval;
+	return true;
+}

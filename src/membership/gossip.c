@@ -239,6 +239,13 @@ int gossip_set_meta(struct gossip *g, const void *meta, size_t len)
 	return rc;
 }
 
+int gossip_ping(struct gossip *g, const struct swim_id *id)
+{
+	int rc = swim_ping(g->swim, id, time_mono());
+	drain(g);
+	return rc;
+}
+
 void gossip_leave(struct gossip *g)
 {
 	swim_leave(g->swim, time_mono());

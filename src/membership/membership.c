@@ -15,6 +15,7 @@
  * WAL_COMPACT_BYTES, and at shutdown.
  */
 #include "proxystone/membership.h"
+#include "proxystone/admit.h"
 #include "proxystone/config.h"
 #include "proxystone/fetch.h"
 #include "proxystone/gossip.h"
@@ -75,6 +76,14 @@
 #define REPLICA_SYNC_INTERVAL 10.0
 /* A fetch that takes longer has failed: the coordinator answers in ms. */
 #define REPLICA_FETCH_TIMEOUT 5.0
+/* Registry versions a coordinator can plausibly add per second: one per
+ * write, and writes run at ~80,000/s on this hardware (BENCHMARKS.md). A
+ * gossip record announcing more than this above what the coordinator last
+ * served us over HTTP, for the time since, is a lie: dropped and counted. */
+#define REGISTRY_VERSION_RATE_MAX 1e6
+/* Lines that hostile gossip can trigger: at most one per this interval per
+ * kind, with the count held back. */
+#define GOSSIP_REJECT_LOG_INTERVAL 10.0
 /* Output a follower may have queued before we skip events for it: a
  * reader that falls this far behind loses events (and is told how many)
  * instead of slowing the membership process down. */
@@ -143,13 +152,24 @@ struct membership {
 	uint32_t http_connections;     /* reported by the api process */
 	uint64_t meta_version_sent;    /* registry version in our record */
 	double meta_sent_at;
-	/* Worker: the coordinator as gossip knows it, and our replica. */
+	/* Worker: the coordinator and our replica. coord_id is learned only
+	 * from the coordinator's own HTTP answer at cluster_ip (the replica's
+	 * `self`), never from gossip: a gossip record claiming the role for
+	 * another id is rejected. */
 	char coord_id[NODE_ID_MAX + 1];
-	uint64_t coord_version;        /* newest version the coordinator announced */
+	uint64_t coord_version;        /* version the coordinator announced */
 	uint64_t replica_version;      /* version our registry copy holds */
+	double replica_at;             /* when we got it (mono), < 0: never */
 	struct fetch *fetch;
 	double fetch_at;
 	ev_timer replica_timer;
+	/* Coordinator: gossip members on their way into the registry. */
+	struct admit admit;
+	bool admit_on;
+	ev_timer admit_timer;
+	/* Gossip input refused, and the log lines about it. */
+	uint64_t n_reject_role, n_reject_version;
+	struct log_limit lim_inc, lim_role, lim_version, lim_admit;
 	/* Counters for /metrics. */
 	uint64_t n_replica_fetches, n_replica_failures, n_gossip_registered;
 	uint64_t n_requests, n_bad_frames, n_clients_rejected, n_overloaded;
@@ -729,15 +749,23 @@ static bool heard_recently(struct membership *m, const struct swim_id *id)
 
 /*
  * Coordinator: turns what gossip says about a member into its registry
- * entry. A member is registered the first time its record (with a role
- * and url) arrives; later records update its metadata and status.
+ * entry. A member not yet registered waits in admit (admit.h) until it is
+ * settled, has answered a ping and the rate allows; admit_tick() then calls
+ * this with `admitted`. Later records update its metadata and status.
  */
 static void coordinator_apply(struct membership *m, const char *id,
 			      const struct swim_event *ev,
-			      const Ps__NodeMeta *meta)
+			      const Ps__NodeMeta *meta, bool admitted)
 {
 	struct reg_node *n = registry_find(&m->reg, id);
 	bool serving = !meta || !meta->has_serving || meta->serving;
+	if (!n && !admitted) {
+		/* Met by gossip, not yet proven: it waits in admit. */
+		if (m->admit_on && meta && meta->url && meta->role &&
+		    (ev->status == SWIM_ALIVE || ev->status == SWIM_SUSPECT))
+			admit_offer(&m->admit, &ev->id, time_mono());
+		return;
+	}
 	if (meta && meta->url && meta->role &&
 	    (!n || strcmp(n->pb.url, meta->url) ||
 	     strcmp(n->pb.role, meta->role))) {
@@ -815,6 +843,77 @@ static void coordinator_apply(struct membership *m, const char *id,
 static void replica_fetch(struct membership *m);
 static void on_trace(void *ctx, const struct swim_trace *t);
 
+/*
+ * A gossip record says member `id` is the coordinator. True if we believe
+ * it (and, on a worker, take its registry version); false if it is refused,
+ * counted and logged. There is one coordinator: on the coordinator, nobody
+ * else; on a worker, the id the coordinator at cluster_ip gave us over
+ * HTTP (until we know it, no claim counts and none is held against anyone).
+ */
+static bool coordinator_claim(struct membership *m, const char *id,
+			      const struct swim_event *ev,
+			      const Ps__NodeMeta *meta)
+{
+	char addr[32];
+	uint64_t held;
+	double now = time_mono();
+	fmt_addr(&ev->addr, addr);
+	if (is_coordinator(m) ? strcmp(id, m->self_id) != 0
+			      : strcmp(id, m->coord_id) != 0) {
+		if (!m->coord_id[0] && !is_coordinator(m))
+			return false;
+		m->n_reject_role++;
+		if (log_limited(&m->lim_role, now, GOSSIP_REJECT_LOG_INTERVAL,
+				&held))
+			log_warn("gossip: member %s at %s claims to be the "
+				 "coordinator, which is %s: ignored (%llu more "
+				 "held back)", id, addr,
+				 is_coordinator(m) ? "us" : m->coord_id,
+				 (unsigned long long)held);
+		return false;
+	}
+	if (is_coordinator(m) || !meta->has_registry_version)
+		return true;
+	/* The registry cannot have grown faster than writes can happen
+	 * since the coordinator last served us over HTTP. */
+	double since = m->replica_at < 0 ? 0 : now - m->replica_at;
+	double room = (since + 1) * REGISTRY_VERSION_RATE_MAX;
+	uint64_t v = meta->registry_version;
+	if (v > m->replica_version && (double)(v - m->replica_version) > room) {
+		m->n_reject_version++;
+		if (log_limited(&m->lim_version, now,
+				GOSSIP_REJECT_LOG_INTERVAL, &held))
+			log_warn("gossip: coordinator record from %s announces "
+				 "registry version %llu, impossible %.0f s "
+				 "after version %llu: ignored (%llu more held "
+				 "back)", addr, (unsigned long long)v, since,
+				 (unsigned long long)m->replica_version,
+				 (unsigned long long)held);
+		return false;
+	}
+	m->coord_version = v;
+	return true;
+}
+
+/* swim's hook: a datagram or record with an impossible incarnation. */
+static void on_gossip_reject(void *ctx, const struct swim_reject *r)
+{
+	struct membership *m = ctx;
+	uint64_t held;
+	if (!log_limited(&m->lim_inc, time_mono(), GOSSIP_REJECT_LOG_INTERVAL,
+			 &held))
+		return;
+	char from[32], sender[SWIM_ID_STR_LEN], member[SWIM_ID_STR_LEN];
+	fmt_addr(&r->from, from);
+	swim_id_format(&r->sender, sender);
+	swim_id_format(&r->member, member);
+	log_warn("gossip: dropped a claim from %s (sender %s): %s at "
+		 "incarnation %llu, we hold %llu: impossible (%llu more held "
+		 "back)", from, sender, r->self ? "we are" : member,
+		 (unsigned long long)r->claimed, (unsigned long long)r->known,
+		 (unsigned long long)held);
+}
+
 static void on_gossip_event(void *ud, const struct swim_event *ev)
 {
 	struct membership *m = ud;
@@ -827,14 +926,13 @@ static void on_gossip_event(void *ud, const struct swim_event *ev)
 	if (ev->what & SWIM_EV_NEW)
 		log_debug("gossip: met %s (%s)", id,
 			  swim_status_name(ev->status));
-	if (meta && meta->role && !strcmp(meta->role, "coordinator")) {
-		snprintf(m->coord_id, sizeof(m->coord_id), "%s", id);
-		if (meta->has_registry_version &&
-		    meta->registry_version > m->coord_version)
-			m->coord_version = meta->registry_version;
+	if (meta && meta->role && !strcmp(meta->role, "coordinator") &&
+	    !coordinator_claim(m, id, ev, meta)) {
+		ps__node_meta__free_unpacked(meta, NULL);
+		return;
 	}
 	if (is_coordinator(m))
-		coordinator_apply(m, id, ev, meta);
+		coordinator_apply(m, id, ev, meta, false);
 	else if (m->coord_version > m->replica_version)
 		replica_fetch(m);
 	if (meta)
@@ -928,8 +1026,16 @@ static void replica_install(struct membership *m, const Ps__Reply *r)
 	registry_fini(&m->reg);
 	m->reg = next;
 	m->replica_version = r->registry_version;
-	if (r->registry_version > m->coord_version)
-		m->coord_version = r->registry_version;
+	m->replica_at = time_mono();
+	/* What the coordinator served is the truth at that moment: any
+	 * version gossip announced before it is no newer. */
+	m->coord_version = r->registry_version;
+	if (r->self && r->self->role && !strcmp(r->self->role, "coordinator") &&
+	    strcmp(m->coord_id, r->self->id)) {
+		log_info("replica: the coordinator at %s is %s",
+			 m->cfg->cluster_ip, r->self->id);
+		snprintf(m->coord_id, sizeof(m->coord_id), "%s", r->self->id);
+	}
 	self_refresh(m);
 	gossip_refresh(m);
 	m->dirty_lazy = true;
@@ -999,6 +1105,64 @@ static void on_replica_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	replica_fetch(m);
 }
 
+static void admit_look(void *ctx, const struct swim_id *id,
+		       struct admit_look *out)
+{
+	struct membership *m = ctx;
+	struct swim_member_info mi;
+	char sid[SWIM_ID_STR_LEN];
+	swim_id_format(id, sid);
+	out->registered = registry_find(&m->reg, sid) != NULL;
+	if (swim_member_find(gossip_swim(m->gossip), id, &mi)) {
+		out->alive = false;
+		return;
+	}
+	out->alive = mi.status == SWIM_ALIVE || mi.status == SWIM_SUSPECT;
+	out->last_heard = mi.last_heard;
+}
+
+/* Coordinator: one admission pass (admit.h). */
+static void on_admit_timer(struct ev_loop *loop, ev_timer *w, int rev)
+{
+	(void)loop;
+	(void)rev;
+	struct membership *m = w->data;
+	static struct admit_out out; /* ~5 KB, one pass at a time */
+	if (!m->gossip || m->leaving)
+		return;
+	admit_pass(&m->admit, time_mono(), admit_look, m, &out);
+	for (size_t i = 0; i < out.n_ping; i++)
+		gossip_ping(m->gossip, &out.ping[i]);
+	for (size_t i = 0; i < out.n_reg; i++) {
+		struct swim_member_info mi;
+		if (swim_member_find(gossip_swim(m->gossip), &out.reg[i], &mi))
+			continue;
+		Ps__NodeMeta *meta = mi.meta_len
+			? ps__node_meta__unpack(NULL, mi.meta_len, mi.meta)
+			: NULL;
+		struct swim_event ev = {
+			.what = SWIM_EV_NEW,
+			.id = mi.id,
+			.addr = mi.addr,
+			.status = mi.status,
+			.incarnation = mi.incarnation,
+		};
+		char id[SWIM_ID_STR_LEN];
+		swim_id_format(&mi.id, id);
+		coordinator_apply(m, id, &ev, meta, true);
+		if (meta)
+			ps__node_meta__free_unpacked(meta, NULL);
+	}
+	uint64_t held;
+	if (out.deferred &&
+	    log_limited(&m->lim_admit, time_mono(), GOSSIP_REJECT_LOG_INTERVAL,
+			&held))
+		log_warn("gossip: %zu members met by gossip are ready but wait "
+			 "for registration (gossip_register_rate %g/s); %zu "
+			 "pending in all", out.deferred,
+			 m->cfg->gossip_register_rate, m->admit.n);
+}
+
 static int gossip_start(struct membership *m)
 {
 	const struct config *cfg = m->cfg;
@@ -1016,6 +1180,8 @@ static int gossip_start(struct membership *m)
 	sc.suspicion_mult = cfg->suspicion_mult;
 	sc.trace = on_trace;
 	sc.trace_ctx = m;
+	sc.reject = on_gossip_reject;
+	sc.reject_ctx = m;
 	char err[ERR_MSG_MAX];
 	if (swim_config_check(&sc, err, sizeof(err))) {
 		log_error("gossip configuration: %s", err);
@@ -1092,6 +1258,18 @@ static int gossip_start(struct membership *m)
 			      REPLICA_SYNC_INTERVAL);
 		m->replica_timer.data = m;
 		ev_timer_start(m->loop, &m->replica_timer);
+	} else {
+		rc = admit_init(&m->admit, cfg->gossip_register_after,
+				cfg->gossip_register_rate, time_mono());
+		if (rc) {
+			log_error("gossip admission: %s", strerror(-rc));
+			return rc;
+		}
+		m->admit_on = true;
+		ev_timer_init(&m->admit_timer, on_admit_timer,
+			      ADMIT_PASS_INTERVAL, ADMIT_PASS_INTERVAL);
+		m->admit_timer.data = m;
+		ev_timer_start(m->loop, &m->admit_timer);
 	}
 	return 0;
 }
@@ -1546,6 +1724,10 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		memset(&gs, 0, sizeof(gs));
 		if (m->gossip)
 			swim_stats_get(gossip_swim(m->gossip), &gs);
+		struct admit_stats as;
+		memset(&as, 0, sizeof(as));
+		if (m->admit_on)
+			admit_stats_get(&m->admit, &as);
 		struct {
 			const char *name, *labels, *help;
 			double v;
@@ -1575,6 +1757,15 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			{ "proxystone_gossip_dropped_total", "reason=\"misdirected\"", "Gossip datagrams dropped", (double)gs.dropped_misdirected },
 			{ "proxystone_gossip_dropped_total", "reason=\"queue_full\"", "Gossip datagrams dropped", (double)(gs.dropped_outq + gs.dropped_events + gs.dropped_relays) },
 			{ "proxystone_gossip_dropped_total", "reason=\"auth\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_auth_failures(m->gossip) : 0.0 },
+			{ "proxystone_gossip_rejected_total", "reason=\"incarnation\"", "Gossip claims refused", (double)gs.dropped_inc_jump },
+			{ "proxystone_gossip_rejected_total", "reason=\"coordinator_claim\"", "Gossip claims refused", (double)m->n_reject_role },
+			{ "proxystone_gossip_rejected_total", "reason=\"registry_version\"", "Gossip claims refused", (double)m->n_reject_version },
+			{ "proxystone_gossip_pending_registrations", NULL, "Members met by gossip waiting to be registered", (double)as.pending },
+			{ "proxystone_gossip_admissions_total", "result=\"registered\"", "Members met by gossip, by outcome", (double)as.admitted },
+			{ "proxystone_gossip_admissions_total", "result=\"deferred\"", "Members met by gossip, by outcome", (double)as.deferred },
+			{ "proxystone_gossip_admissions_total", "result=\"expired\"", "Members met by gossip, by outcome", (double)as.expired },
+			{ "proxystone_gossip_admissions_total", "result=\"dropped\"", "Members met by gossip, by outcome", (double)as.dropped },
+			{ "proxystone_gossip_admissions_total", "result=\"pinged\"", "Members met by gossip, by outcome", (double)as.pings },
 			{ "proxystone_gossip_send_errors_total", NULL, "Gossip datagrams the socket refused", m->gossip ? (double)gossip_send_errors(m->gossip) : 0.0 },
 			{ "proxystone_gossip_members", "status=\"alive\"", "Members in the gossip table", (double)gs.alive },
 			{ "proxystone_gossip_members", "status=\"suspect\"", "Members in the gossip table", (double)gs.suspect },
@@ -1796,6 +1987,7 @@ int membership_main(const struct config *cfg, int sup_fd)
 		return 1;
 	m->cfg = cfg;
 	m->serving = true;
+	m->replica_at = -1;
 	m->start_ms = m->changed_ms = time_wall_ms();
 	registry_init(&m->reg, cfg->metadata_max);
 	buf_init(&m->held_frames, COMMIT_PENDING_MAX * (size_t)64 * 1024);
@@ -1882,6 +2074,7 @@ int membership_main(const struct config *cfg, int sup_fd)
 	if (m->fetch)
 		fetch_cancel(m->fetch);
 	gossip_free(m->gossip);
+	admit_fini(&m->admit);
 	while (m->clients)
 		ipc_conn_close(m->clients->conn, 0);
 	close(m->listen_fd);
@@ -1892,6 +2085,7 @@ int membership_main(const struct config *cfg, int sup_fd)
 	free(m);
 	return 0;
 fail:
+	admit_fini(&m->admit);
 	wal_close(m->wal);
 	registry_fini(&m->reg);
 	buf_fini(&m->held_frames);

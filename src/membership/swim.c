@@ -707,11 +707,18 @@ static void mark_gone(struct swim *s, struct member *m, enum swim_status st,
 	emit(s, m, what, prev);
 }
 
+/* One step up, saturating: an incarnation never wraps to a value every
+ * other claim would beat. */
+static uint64_t inc_next(uint64_t inc)
+{
+	return inc == UINT64_MAX ? inc : inc + 1;
+}
+
 static void refute(struct swim *s, uint64_t heard)
 {
 	struct member *me = s->self;
 
-	touch(s, me, (heard > me->inc ? heard : me->inc) + 1,
+	touch(s, me, inc_next(heard > me->inc ? heard : me->inc),
 	      (enum swim_status)me->status, s->now);
 	bq_push(s, me);
 	health_add(s, 1);
@@ -757,6 +764,39 @@ static void apply_alive(struct swim *s, struct member *m,
 	if (spread)
 		bq_push(s, m);
 	emit(s, m, what, prev);
+}
+
+/*
+ * False if `claimed` is an incarnation `id` cannot have said: above
+ * SWIM_INC_LIMIT, or further above what we hold than SWIM_INC_JUMP_MAX
+ * (twice that for others than us; see swim.h). Counted and reported.
+ */
+static bool inc_plausible(struct swim *s, const struct swim_addr *from,
+			  const struct swim_id *sender,
+			  const struct swim_id *id, uint64_t claimed)
+{
+	bool self = swim_id_eq(id, &s->self->id);
+	const struct member *m = self ? s->self : find(s, id);
+	uint64_t known = m ? m->inc : 0;
+	uint64_t jump = self ? SWIM_INC_JUMP_MAX : 2 * SWIM_INC_JUMP_MAX;
+
+	if (claimed <= SWIM_INC_LIMIT &&
+	    (m == NULL || claimed <= known || claimed - known <= jump))
+		return true;
+	s->st.dropped_inc_jump++;
+	if (s->cfg.reject) {
+		struct swim_reject r = {
+		    .from = *from,
+		    .sender = *sender,
+		    .member = *id,
+		    .claimed = claimed,
+		    .known = known,
+		    .self = self,
+		};
+
+		s->cfg.reject(s->cfg.reject_ctx, &r);
+	}
+	return false;
 }
 
 /*
@@ -1901,9 +1941,18 @@ static void process(struct swim *s, const struct swim_addr *from,
 	bool was_gone =
 	    sm != NULL && (sm->status == SWIM_DEAD || sm->status == SWIM_LEFT);
 
+	/* A sender that misstates its own incarnation is not believed on
+	 * anything else either. */
+	if (!inc_plausible(s, from, &h->sender, &h->sender,
+			   h->sender_incarnation))
+		return;
 	prefetch_records(s, p);
-	for (size_t i = 0; i < p->n_records; i++)
-		apply_record(s, &p->records[i], &h->sender, sync, now);
+	for (size_t i = 0; i < p->n_records; i++) {
+		const struct swim_record *r = &p->records[i];
+
+		if (inc_plausible(s, from, &h->sender, &r->id, r->incarnation))
+			apply_record(s, r, &h->sender, sync, now);
+	}
 	note_sender(s, h, now);
 
 	switch (h->type) {
@@ -2012,7 +2061,7 @@ void swim_leave(struct swim *s, double now)
 	s->left = true;
 	s->probe.active = false;
 	s->sync.active = false;
-	touch(s, s->self, s->self->inc + 1, SWIM_LEFT, now);
+	touch(s, s->self, inc_next(s->self->inc), SWIM_LEFT, now);
 	bq_push(s, s->self);
 	/* Tell a few members at once rather than at the next gossip tick. */
 	n = pick_members(s, to, s->cfg.gossip_nodes, NULL, PICK_GOSSIP, now);
@@ -2022,6 +2071,21 @@ void swim_leave(struct swim *s, double now)
 			pkt_end(s, &to[i]->addr);
 	}
 	update_deadline(s);
+}
+
+int swim_ping(struct swim *s, const struct swim_id *id, double now)
+{
+	struct member *m = find(s, id);
+
+	if (s->left)
+		return -EPERM;
+	if (m == NULL || m == s->self ||
+	    (m->status != SWIM_ALIVE && m->status != SWIM_SUSPECT))
+		return -ENOENT;
+	s->now = now;
+	send_ping(s, ++s->seq, m);
+	update_deadline(s);
+	return 0;
 }
 
 int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len, double now)
@@ -2038,7 +2102,7 @@ int swim_set_meta(struct swim *s, const uint8_t *meta, size_t len, double now)
 	rc = set_meta(s->self, meta, len);
 	if (rc != 0)
 		return rc;
-	touch(s, s->self, s->self->inc + 1, SWIM_ALIVE, now);
+	touch(s, s->self, inc_next(s->self->inc), SWIM_ALIVE, now);
 	bq_push(s, s->self);
 	update_deadline(s);
 	return 0;

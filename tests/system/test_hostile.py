@@ -25,6 +25,7 @@ import time
 import unittest
 import uuid
 
+from gossipwire import datagram, pb_bytes, pb_member
 from harness import Node, wait_for
 
 KEEP = [f"keep-{i}" for i in range(5)]
@@ -163,58 +164,6 @@ def metrics(node):
 
 def dropped(node, reason):
     return metrics(node).get(f'proxystone_gossip_dropped_total{{reason="{reason}"}}', 0.0)
-
-
-# ---- gossip datagrams, hand-encoded (proto/gossip.proto) ---------------------
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _key(field, wire):
-    return _varint(field << 3 | wire)
-
-
-def pb_varint(field, v):
-    return _key(field, 0) + _varint(v)
-
-
-def pb_bytes(field, b):
-    return _key(field, 2) + _varint(len(b)) + b
-
-
-def pb_fixed32(field, v):
-    return _key(field, 5) + struct.pack("<I", v & 0xFFFFFFFF)
-
-
-def pb_member(mid, status=0, meta=b"", port=7946, extra=b""):
-    m = pb_bytes(1, mid) + pb_fixed32(2, 0x7F000001) + pb_varint(3, port) + pb_varint(4, 1)
-    if status:
-        m += pb_varint(5, status)
-    if meta:
-        m += pb_bytes(6, meta)
-    return pb_bytes(15, m + extra)
-
-
-def datagram(cluster=b"default-cluster", version=1, mtype=1, sender=None,
-             sender_port=9, fields=b"", length=None, length_delta=0):
-    """A gossip Packet; `length` (field 14) is right unless given or
-    moved by length_delta."""
-    sender = uuid.uuid4().bytes if sender is None else sender
-    body = (pb_varint(1, version) + pb_bytes(2, cluster) + pb_varint(3, mtype)
-            + pb_varint(4, random.getrandbits(32)) + pb_bytes(5, sender)
-            + pb_fixed32(6, 0x7F000001) + pb_varint(7, sender_port)
-            + pb_varint(8, 1) + fields)
-    total = len(body) + 5
-    return body + pb_fixed32(14, total + length_delta if length is None else length)
 
 
 def malformed_datagrams(cluster=b"default-cluster"):

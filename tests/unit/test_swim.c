@@ -339,11 +339,29 @@ static size_t raw_packet(uint8_t *buf, uint32_t version, const char *cluster,
 	return gossip__packet__pack(&pk, buf);
 }
 
+/* One instance alone, at 10.0.0.1:7946, fed datagrams by hand. */
+static const char *const LONE_ID = "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f";
+
+static void lone_config(struct swim_config *cfg)
+{
+	swim_config_defaults(cfg);
+	snprintf(cfg->cluster_id, sizeof(cfg->cluster_id), "%s", CLUSTER);
+}
+
+static struct swim *lone_new(const struct swim_config *cfg)
+{
+	struct swim_addr self = {0x0a000001, 7946};
+	struct swim *s;
+
+	assert_int_equal(swim_new(cfg, LONE_ID, &self, 1, 0.0, &s), 0);
+	return s;
+}
+
 static void test_foreign_datagrams_dropped(void **state)
 {
 	struct swim_config cfg;
 	struct swim *s;
-	struct swim_addr self = {0x0a000001, 7946}, from = {0x0a000063, 7946};
+	struct swim_addr from = {0x0a000063, 7946};
 	struct swim_stats st;
 	struct swim_id other;
 	uint8_t buf[512], out[1400];
@@ -351,11 +369,8 @@ static void test_foreign_datagrams_dropped(void **state)
 	struct swim_addr to;
 
 	(void)state;
-	swim_config_defaults(&cfg);
-	snprintf(cfg.cluster_id, sizeof(cfg.cluster_id), "%s", CLUSTER);
-	assert_int_equal(swim_new(&cfg, "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
-				  &self, 1, 0.0, &s),
-			 0);
+	lone_config(&cfg);
+	s = lone_new(&cfg);
 	fill_id(&other, 77);
 	while (len = sizeof(out), swim_pop_packet(s, &to, out, &len))
 		;
@@ -386,6 +401,143 @@ static void test_foreign_datagrams_dropped(void **state)
 	assert_true(swim_pop_packet(s, &to, out, &len));
 	assert_true(swim_addr_eq(&to, &from));
 	assert_true(len <= cfg.mtu);
+	swim_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Impossible incarnations. */
+
+/* A GOSSIP datagram from `sender` (incarnation sender_inc) carrying `r`. */
+static size_t forge(uint8_t *buf, size_t cap, const struct swim_id *sender,
+		    uint64_t sender_inc, const struct swim_record *r)
+{
+	struct swim_encoder *e = malloc(sizeof(*e));
+	struct swim_header h;
+	int len;
+
+	memset(&h, 0, sizeof(h));
+	h.type = SWIM_MSG_GOSSIP;
+	h.seq = 9;
+	h.sender = *sender;
+	h.sender_addr.ip = 0x0a000063;
+	h.sender_addr.port = 7946;
+	h.sender_incarnation = sender_inc;
+	assert_int_equal(swim_encoder_begin(e, CLUSTER, &h, 1400), 0);
+	assert_int_equal(swim_encoder_add(e, r), 0);
+	len = swim_encoder_finish(e, buf, cap);
+	assert_true(len > 0);
+	free(e);
+	return (size_t)len;
+}
+
+struct rejects {
+	size_t n;
+	struct swim_reject last;
+};
+
+static void on_reject(void *ctx, const struct swim_reject *r)
+{
+	struct rejects *rj = ctx;
+
+	rj->n++;
+	rj->last = *r;
+}
+
+static void test_impossible_incarnations(void **state)
+{
+	struct swim_config cfg;
+	struct swim *s;
+	struct swim_addr self = {0x0a000001, 7946}, from = {0x0a000063, 7946};
+	struct swim_stats st;
+	struct swim_id me, attacker, other;
+	struct swim_record r;
+	struct swim_member_info mi;
+	struct rejects rj = {0};
+	uint8_t buf[1400], out[1400];
+	size_t len;
+	struct swim_addr to;
+
+	(void)state;
+	lone_config(&cfg);
+	cfg.reject = on_reject;
+	cfg.reject_ctx = &rj;
+	s = lone_new(&cfg);
+	assert_int_equal(swim_id_parse(LONE_ID, &me), 0);
+	fill_id(&attacker, 90);
+	fill_id(&other, 91);
+	memset(&r, 0, sizeof(r));
+
+	/* "We are dead" at 2^64 - 1: refuting it would wrap the counter
+	 * and lose forever. Dropped, reported, our incarnation untouched. */
+	r.id = me;
+	r.addr = self;
+	r.status = SWIM_DEAD;
+	r.incarnation = UINT64_MAX;
+	len = forge(buf, sizeof(buf), &attacker, 1, &r);
+	swim_recv(s, &from, buf, len, 0.1);
+	swim_stats_get(s, &st);
+	assert_int_equal(st.dropped_inc_jump, 1);
+	assert_int_equal(st.refutes, 0);
+	assert_int_equal(swim_self_incarnation(s), 0);
+	assert_int_equal(rj.n, 1);
+	assert_true(rj.last.self);
+	assert_true(swim_id_eq(&rj.last.sender, &attacker));
+	assert_true(swim_addr_eq(&rj.last.from, &from));
+	assert_true(rj.last.claimed == UINT64_MAX);
+
+	/* Just past the jump bound: dropped too; at the bound: refuted,
+	 * one above what was heard. */
+	r.incarnation = SWIM_INC_JUMP_MAX + 1;
+	len = forge(buf, sizeof(buf), &attacker, 1, &r);
+	swim_recv(s, &from, buf, len, 0.2);
+	assert_int_equal(swim_self_incarnation(s), 0);
+	r.incarnation = SWIM_INC_JUMP_MAX;
+	len = forge(buf, sizeof(buf), &attacker, 1, &r);
+	swim_recv(s, &from, buf, len, 0.3);
+	swim_stats_get(s, &st);
+	assert_int_equal(st.dropped_inc_jump, 2);
+	assert_int_equal(st.refutes, 1);
+	assert_true(swim_self_incarnation(s) == SWIM_INC_JUMP_MAX + 1);
+
+	/* Another member: learned at 5, then a DEAD more than twice the
+	 * jump above it is dropped and it stays alive. */
+	r.id = other;
+	r.addr = from;
+	r.status = SWIM_ALIVE;
+	r.incarnation = 5;
+	len = forge(buf, sizeof(buf), &attacker, 1, &r);
+	swim_recv(s, &from, buf, len, 0.4);
+	assert_int_equal(swim_member_status(s, &other), SWIM_ALIVE);
+	r.status = SWIM_DEAD;
+	r.incarnation = 5 + 2 * SWIM_INC_JUMP_MAX + 1;
+	len = forge(buf, sizeof(buf), &attacker, 1, &r);
+	swim_recv(s, &from, buf, len, 0.5);
+	assert_int_equal(swim_member_status(s, &other), SWIM_ALIVE);
+	/* A stranger above SWIM_INC_LIMIT is not even learned. */
+	fill_id(&r.id, 92);
+	r.status = SWIM_ALIVE;
+	r.incarnation = SWIM_INC_LIMIT + 1;
+	len = forge(buf, sizeof(buf), &attacker, 1, &r);
+	swim_recv(s, &from, buf, len, 0.6);
+	assert_int_equal(swim_member_status(s, &r.id), SWIM_NONE);
+	/* A sender misstating its own incarnation: nothing it says counts. */
+	r.id = other;
+	r.status = SWIM_DEAD;
+	r.incarnation = 6;
+	len = forge(buf, sizeof(buf), &attacker, UINT64_MAX, &r);
+	swim_recv(s, &from, buf, len, 0.7);
+	assert_int_equal(swim_member_status(s, &other), SWIM_ALIVE);
+	assert_int_equal(swim_member_find(s, &other, &mi), 0);
+	assert_true(mi.incarnation == 5);
+	swim_stats_get(s, &st);
+	assert_int_equal(st.dropped_inc_jump, 5);
+	assert_int_equal(rj.n, 5);
+	/* The last one was within bounds: applied. */
+	len = forge(buf, sizeof(buf), &attacker, 1, &r);
+	swim_recv(s, &from, buf, len, 0.8);
+	assert_int_equal(swim_member_status(s, &other), SWIM_DEAD);
+	while (len = sizeof(out), swim_pop_packet(s, &to, out, &len))
+		;
 	swim_free(s);
 }
 
@@ -896,6 +1048,7 @@ int main(void)
 	    cmocka_unit_test(test_proto_truncated_and_corrupt),
 	    cmocka_unit_test(test_proto_mtu_bound),
 	    cmocka_unit_test(test_foreign_datagrams_dropped),
+	    cmocka_unit_test(test_impossible_incarnations),
 	    cmocka_unit_test(test_second_direct_ping),
 	    cmocka_unit_test(test_trace_and_determinism),
 	    cmocka_unit_test(test_small_cluster_forms),
