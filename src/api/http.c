@@ -565,11 +565,14 @@ static void conn_idle_update(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	bool idle = conn_is_idle(c);
+	/* Not while a handler that answered at once may still read its
+	 * request's views: conn_process comes back here after it returns. */
+	if (idle && !c->in_process)
+		conn_release_buffers(c);
 	if (idle == c->idle)
 		return;
 	c->idle = idle;
 	if (idle) {
-		conn_release_buffers(c);
 		c->idle_next = NULL;
 		c->idle_prev = s->idle_newest;
 		if (s->idle_newest)

@@ -39,6 +39,9 @@
 #define PENDING_MAX 8
 /* Closed connection ids remembered by the fixture. */
 #define CLOSED_MAX 256
+/* A response big enough to be sent at once rather than at the end of the
+ * loop turn (http.c's HTTP_DEFER_MAX is 16 KB). */
+#define BIG_RESPONSE (20 * 1024)
 /* Saved copies of request fields. */
 #define SAVED_MAX (HTTP_BODY_MAX_DEFAULT + 1)
 
@@ -153,6 +156,15 @@ static void handler(struct http_server *s, struct http_conn *c,
 	if (strview_eq(req->path, "/err")) {
 		http_respond_error(c, 404, "NOT_FOUND", "Node \"x\" not found",
 				   "{\"id\":\"x\"}");
+		return;
+	}
+	if (strview_eq(req->path, "/big")) {
+		/* Sent and the connection idle before we return: the
+		 * request's views must still be readable (ASan checks). */
+		static char big[BIG_RESPONSE];
+		memset(big, 'x', sizeof(big));
+		http_respond(c, 200, "text/plain", NULL, big, sizeof(big));
+		save_req(f, req);
 		return;
 	}
 	switch (f->mode) {
@@ -1168,6 +1180,23 @@ static void test_client_limit(void **state)
 	wait_active(f, 0);
 }
 
+static void test_request_readable_after_immediate_answer(void **state)
+{
+	struct fx *f = *state;
+	struct client cl;
+	one_shot(f, &cl, "GET /big?q=1 HTTP/1.1\r\nOrigin: o\r\n\r\n");
+	assert_int_equal(cl.r[0].status, 200);
+	assert_int_equal(cl.r[0].body_len, BIG_RESPONSE);
+	assert_string_equal(f->last.path, "/big");
+	assert_string_equal(f->last.query, "q=1");
+	assert_string_equal(f->last.origin, "o");
+	/* and the idle connection serves the next request */
+	client_sends(f, &cl, "GET /next HTTP/1.1\r\n\r\n");
+	wait_responses(f, &cl, 2);
+	assert_string_equal(body(&cl.r[1]), "/next?|");
+	client_close(&cl);
+}
+
 static void test_idle_timeout(void **state)
 {
 	struct fx *f = *state;
@@ -1521,6 +1550,7 @@ int main(void)
 	    T(test_conn_limit),
 	    T(test_conn_limit_evicts_idle),
 	    T(test_client_limit),
+	    T(test_request_readable_after_immediate_answer),
 	    T(test_idle_timeout),
 	    T(test_streaming),
 	    T(test_stream_slow_peer),
