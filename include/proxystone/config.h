@@ -61,6 +61,7 @@ struct config {
 	size_t body_max;                   /* max_body_bytes */
 	size_t metadata_max;               /* max_metadata_bytes */
 	int conn_max;                      /* max_connections */
+	int client_conn_max;               /* max_connections_per_client: per IPv4 address / IPv6 /64 */
 	double idle_timeout;               /* idle_timeout, seconds */
 	double ipc_timeout;                /* ipc_timeout, seconds */
 	int log_level;                     /* log_level: enum log_level */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 /* In-flight requests: each HTTP connection has at most one (requests on a
  * connection are handled in order), so this covers conn_max up to 4096. */
@@ -45,6 +46,9 @@
 /* How often the api tells membership its connection count (gossiped as
  * heartbeat data). */
 #define API_REPORT_INTERVAL 2.0
+/* Descriptors the api process needs besides its HTTP connections (the
+ * listener, the membership socket, the loop's, stdio), with headroom. */
+#define API_FD_RESERVE 64
 /* Open event streams (dashboards) per node; more get 503. */
 #define API_SSE_MAX 256
 /* SSE comment line period: keeps proxies and browsers from timing out. */
@@ -180,6 +184,30 @@ static void metric_head(struct buf *b, const char *name, const char *type,
 	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Raises the soft RLIMIT_NOFILE, within the hard one, so conn_max
+ * connections fit: the usual soft limit, 1024, is exactly the default
+ * conn_max with nothing left for the process's other descriptors. */
+static void api_raise_fd_limit(int conn_max)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)conn_max + API_FD_RESERVE;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+		rl.rlim_cur = rl.rlim_max;
+	else
+		rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < want)
+		log_warn("api: open-file limit %llu is below max_connections "
+			 "%d + %d; when descriptors run out, idle connections "
+			 "are closed for new ones",
+			 (unsigned long long)rl.rlim_cur, conn_max,
+			 API_FD_RESERVE);
+}
+
 static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 {
 	metric_head(b, "proxystone_http_requests_total", "counter",
@@ -200,11 +228,15 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 		    "HTTP requests or connections refused by a bound");
 	buf_printf(b,
 		   "proxystone_http_rejected_total{reason=\"connection_limit\"} %llu\n"
+		   "proxystone_http_rejected_total{reason=\"client_limit\"} %llu\n"
+		   "proxystone_http_rejected_total{reason=\"evicted_idle\"} %llu\n"
 		   "proxystone_http_rejected_total{reason=\"parse_error\"} %llu\n"
 		   "proxystone_http_rejected_total{reason=\"body_too_large\"} %llu\n"
 		   "proxystone_http_rejected_total{reason=\"header_too_large\"} %llu\n"
 		   "proxystone_http_rejected_total{reason=\"idle_timeout\"} %llu\n",
 		   (unsigned long long)hc->rejected_conn_limit,
+		   (unsigned long long)hc->rejected_client_limit,
+		   (unsigned long long)hc->evicted_idle,
 		   (unsigned long long)hc->parse_errors,
 		   (unsigned long long)hc->too_large,
 		   (unsigned long long)hc->header_too_large,
@@ -959,11 +991,13 @@ int api_main(const struct config *cfg, int sup_fd)
 	if (!a->loop)
 		return 1;
 
+	api_raise_fd_limit(cfg->conn_max);
 	struct http_server_config hc = {
 		.host = cfg->api_host,
 		.port = cfg->api_port,
 		.body_max = cfg->body_max,
 		.conn_max = cfg->conn_max,
+		.client_conn_max = cfg->client_conn_max,
 		.idle_timeout = cfg->idle_timeout,
 	};
 	char err[256];

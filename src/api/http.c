@@ -3,6 +3,7 @@
 #include "proxystone/http.h"
 #include "proxystone/json.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -17,6 +18,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "proxystone/log.h"
 
@@ -72,6 +75,14 @@
 #define HTTP_ERROR_BODY_MAX 512
 /* IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT" is 29 bytes plus NUL. */
 #define HTTP_DATE_LEN 32
+/* A client's key: its IPv4 address in IPv4-mapped IPv6 form, or its IPv6
+ * /64 with the interface bits zero (see http.h, "Connection limits"). */
+#define HTTP_CLIENT_KEY_LEN 16
+/* Entries of the per-client table: a client is in it only while it has an
+ * open connection, so there are never more clients than conn_max. */
+#define HTTP_CLIENTS_MAX(conn_max) ((uint32_t)(conn_max))
+/* End of a chain in the per-client table. */
+#define HTTP_CLIENT_NONE UINT32_MAX
 
 /* Headers the layer looks at. */
 enum http_hdr {
@@ -121,10 +132,19 @@ enum http_pause { PAUSE_NONE, PAUSE_HEADERS, PAUSE_MESSAGE };
 
 enum http_phase { PHASE_HEAD, PHASE_BODY };
 
+/* One client of the per-client connection count. */
+struct http_client {
+	uint8_t key[HTTP_CLIENT_KEY_LEN];
+	uint32_t conns;	 /* open connections; >= 1 while in a chain */
+	uint32_t bucket; /* its chain, while in one */
+	uint32_t next;	 /* next in the chain, or in the free list */
+};
+
 struct http_conn {
 	struct http_server *srv;
 	uint64_t id;
 	int fd;
+	uint32_t client; /* index in srv->clients */
 	char peer[HTTP_PEER_LEN];
 	ev_io rio, wio;
 	ev_timer timer;
@@ -134,6 +154,9 @@ struct http_conn {
 	struct http_conn *hnext; /* id hash chain, then the closing list */
 	struct http_conn *fnext; /* the flush queue, while flush_queued */
 	bool flush_queued;
+	/* The server's idle list, oldest first, while idle (conn_is_idle). */
+	struct http_conn *idle_prev, *idle_next;
+	bool idle;
 
 	http_parser parser;
 	/* Chunk data must end with CRLF; Debian's lenient http_parser takes
@@ -171,7 +194,8 @@ struct http_conn {
 	bool in_process;
 
 	size_t rpos, rlen; /* unparsed input is rbuf[rpos, rlen) */
-	char rbuf[HTTP_RBUF_SIZE];
+	char *rbuf; /* HTTP_RBUF_SIZE bytes; NULL until read into, and freed
+		       while the connection is idle */
 };
 
 struct http_server {
@@ -196,6 +220,18 @@ struct http_server {
 	struct http_conn **buckets; /* by id; a power of two of them */
 	size_t nbuckets;
 	struct http_conn *closing;
+	/* Idle connections, longest idle first: the first is closed when a
+	 * new connection arrives at conn_max. */
+	struct http_conn *idle_oldest, *idle_newest;
+	/* Open connections per client: chained hash over a pool of
+	 * HTTP_CLIENTS_MAX(conn_max) entries, nbuckets chains. The hash is
+	 * keyed SipHash (random key per server), so a client cannot choose
+	 * addresses that all land in one chain. */
+	struct http_client *clients;
+	uint32_t *client_heads;
+	uint32_t client_free;  /* free-list head */
+	uint64_t client_conns; /* sum of clients[].conns: == ctr.active */
+	unsigned char client_hkey[crypto_shorthash_KEYBYTES];
 	uint64_t next_id;
 	struct http_counters ctr;
 	double last_reject_log;
@@ -386,6 +422,179 @@ const char *http_conn_peer(const struct http_conn *c)
 	return c->peer;
 }
 
+/* ---- per-client counts ------------------------------------------------ */
+
+static void client_key(const struct sockaddr_storage *ss,
+		       uint8_t key[HTTP_CLIENT_KEY_LEN])
+{
+	memset(key, 0, HTTP_CLIENT_KEY_LEN);
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		key[10] = key[11] = 0xff; /* ::ffff:a.b.c.d */
+		memcpy(key + 12, &sin->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 =
+		    (const struct sockaddr_in6 *)ss;
+		bool mapped = IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr);
+		memcpy(key, sin6->sin6_addr.s6_addr,
+		       mapped ? HTTP_CLIENT_KEY_LEN : 8);
+	}
+	/* Other families (the listener is TCP) share the all-zero key. */
+}
+
+static uint32_t client_bucket(const struct http_server *s,
+			      const uint8_t key[HTTP_CLIENT_KEY_LEN])
+{
+	uint64_t h;
+	crypto_shorthash((unsigned char *)&h, key, HTTP_CLIENT_KEY_LEN,
+			 s->client_hkey);
+	return (uint32_t)(h & (s->nbuckets - 1));
+}
+
+/* The client's entry, or HTTP_CLIENT_NONE if it has no open connection. */
+static uint32_t client_find(const struct http_server *s,
+			    const uint8_t key[HTTP_CLIENT_KEY_LEN])
+{
+	uint32_t i = s->client_heads[client_bucket(s, key)];
+	while (i != HTTP_CLIENT_NONE &&
+	       memcmp(s->clients[i].key, key, HTTP_CLIENT_KEY_LEN))
+		i = s->clients[i].next;
+	return i;
+}
+
+static uint32_t client_conns(const struct http_server *s,
+			     const uint8_t key[HTTP_CLIENT_KEY_LEN])
+{
+	uint32_t i = client_find(s, key);
+	return i == HTTP_CLIENT_NONE ? 0 : s->clients[i].conns;
+}
+
+/* Counts a new connection of the client. The pool cannot run out: the
+ * caller admits a connection only below conn_max. */
+static uint32_t client_attach(struct http_server *s,
+			      const uint8_t key[HTTP_CLIENT_KEY_LEN])
+{
+	uint32_t i = client_find(s, key);
+	if (i == HTTP_CLIENT_NONE) {
+		i = s->client_free;
+		assert(i != HTTP_CLIENT_NONE);
+		struct http_client *e = &s->clients[i];
+		s->client_free = e->next;
+		memcpy(e->key, key, HTTP_CLIENT_KEY_LEN);
+		e->conns = 0;
+		e->bucket = client_bucket(s, key);
+		e->next = s->client_heads[e->bucket];
+		s->client_heads[e->bucket] = i;
+	}
+	s->clients[i].conns++;
+	s->client_conns++;
+	return i;
+}
+
+static void client_detach(struct http_server *s, uint32_t i)
+{
+	struct http_client *e = &s->clients[i];
+	assert(e->conns > 0 && s->client_conns > 0);
+	s->client_conns--;
+	if (--e->conns)
+		return;
+	uint32_t *pp = &s->client_heads[e->bucket];
+	while (*pp != i)
+		pp = &s->clients[*pp].next;
+	*pp = e->next;
+	e->next = s->client_free;
+	s->client_free = i;
+}
+
+/* Full walk of the table: every entry is in one chain or the free list,
+ * and the chains' counts add up to the open connections. O(conn_max), so
+ * only when there is nothing to count or at free. */
+static void clients_check(const struct http_server *s)
+{
+	uint64_t conns = 0;
+	uint32_t entries = 0;
+	for (size_t b = 0; b < s->nbuckets; b++) {
+		for (uint32_t i = s->client_heads[b]; i != HTTP_CLIENT_NONE;
+		     i = s->clients[i].next) {
+			assert(s->clients[i].conns > 0);
+			assert(s->clients[i].bucket == b);
+			conns += s->clients[i].conns;
+			entries++;
+		}
+	}
+	for (uint32_t i = s->client_free; i != HTTP_CLIENT_NONE;
+	     i = s->clients[i].next)
+		entries++;
+	assert(entries == HTTP_CLIENTS_MAX(s->cfg.conn_max));
+	assert(conns == s->client_conns && conns == s->ctr.active);
+	(void)conns;
+	(void)entries;
+}
+
+/* ---- idle list -------------------------------------------------------- */
+
+static size_t conn_unsent(const struct http_conn *c);
+
+/* Nothing of a request received, none with the handler, no output queued,
+ * no stream: closing it loses the client nothing. */
+static bool conn_is_idle(const struct http_conn *c)
+{
+	return !c->closing && !c->busy && !c->streaming &&
+	       !c->close_after_write && !c->lingering && !c->peer_eof &&
+	       c->phase == PHASE_HEAD && !c->hdr_bytes && c->rpos == c->rlen &&
+	       !conn_unsent(c);
+}
+
+/* Buffers are reallocated by the next request; an idle connection keeps
+ * only its struct. */
+static void conn_release_buffers(struct http_conn *c)
+{
+	free(c->rbuf);
+	c->rbuf = NULL;
+	c->rpos = c->rlen = 0;
+	buf_fini(&c->url);
+	buf_fini(&c->hdrs);
+	buf_fini(&c->body);
+	buf_fini(&c->wbuf);
+	c->wpos = 0;
+}
+
+/* Puts c on or takes it off the idle list to match conn_is_idle(); a
+ * connection that stays idle keeps its place. */
+static void conn_idle_update(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	bool idle = conn_is_idle(c);
+	/* Not while a handler that answered at once may still read its
+	 * request's views: conn_process comes back here after it returns. */
+	if (idle && !c->in_process)
+		conn_release_buffers(c);
+	if (idle == c->idle)
+		return;
+	c->idle = idle;
+	if (idle) {
+		c->idle_next = NULL;
+		c->idle_prev = s->idle_newest;
+		if (s->idle_newest)
+			s->idle_newest->idle_next = c;
+		else
+			s->idle_oldest = c;
+		s->idle_newest = c;
+		return;
+	}
+	if (c->idle_prev)
+		c->idle_prev->idle_next = c->idle_next;
+	else
+		s->idle_oldest = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prev = c->idle_prev;
+	else
+		s->idle_newest = c->idle_prev;
+	c->idle_prev = c->idle_next = NULL;
+}
+
+/* ---- connection lifetime ---------------------------------------------- */
+
 static void conn_timer(struct http_conn *c, double after)
 {
 	ev_timer_stop(c->srv->loop, &c->timer);
@@ -409,10 +618,7 @@ static void conn_destroy(struct http_conn *c)
 	ev_idle_stop(loop, &c->kick);
 	if (c->fd >= 0)
 		close(c->fd);
-	buf_fini(&c->url);
-	buf_fini(&c->hdrs);
-	buf_fini(&c->body);
-	buf_fini(&c->wbuf);
+	conn_release_buffers(c);
 	free(c);
 }
 
@@ -440,6 +646,7 @@ static void conn_close(struct http_conn *c, const char *why)
 	log_debug("http: conn %llu (%s) closed: %s", (unsigned long long)c->id,
 		  c->peer, why);
 	c->closing = true;
+	conn_idle_update(c);
 	ev_io_stop(s->loop, &c->rio);
 	ev_io_stop(s->loop, &c->wio);
 	ev_timer_stop(s->loop, &c->timer);
@@ -454,6 +661,10 @@ static void conn_close(struct http_conn *c, const char *why)
 	c->hnext = s->closing;
 	s->closing = c;
 	s->ctr.active--;
+	client_detach(s, c->client);
+	assert(s->client_conns == s->ctr.active);
+	if (!s->ctr.active)
+		clients_check(s);
 	ev_feed_event(s->loop, &s->reap, EV_CUSTOM);
 }
 
@@ -566,6 +777,7 @@ static int conn_flush(struct http_conn *c)
 		conn_linger(c);
 	else if (!c->busy && !c->streaming && progress)
 		conn_timer(c, s->cfg.idle_timeout);
+	conn_idle_update(c);
 	return 0;
 }
 
@@ -1337,8 +1549,10 @@ static void conn_process(struct http_conn *c)
 		conn_parse(c);
 	}
 	c->in_process = false;
-	if (!c->closing)
+	if (!c->closing) {
 		conn_update_read(c);
+		conn_idle_update(c);
+	}
 }
 
 /* ---- I/O callbacks ---------------------------------------------------- */
@@ -1346,6 +1560,15 @@ static void conn_process(struct http_conn *c)
 static void conn_read(struct http_conn *c)
 {
 	bool discard = c->lingering || c->streaming;
+	if (!c->rbuf) {
+		c->rbuf = malloc(HTTP_RBUF_SIZE);
+		if (!c->rbuf) {
+			log_warn("http: conn %llu (%s): out of memory",
+				 (unsigned long long)c->id, c->peer);
+			conn_close(c, "out of memory");
+			return;
+		}
+	}
 	if (discard)
 		c->rpos = c->rlen = 0;
 	if (c->rpos) {
@@ -1353,7 +1576,7 @@ static void conn_read(struct http_conn *c)
 		c->rlen -= c->rpos;
 		c->rpos = 0;
 	}
-	size_t room = sizeof(c->rbuf) - c->rlen;
+	size_t room = HTTP_RBUF_SIZE - c->rlen;
 	if (!room)
 		return;
 	for (;;) {
@@ -1445,26 +1668,45 @@ static void peer_name(const struct sockaddr_storage *ss, socklen_t sl,
 		snprintf(out, outlen, "%.46s:%.8s", host, serv);
 }
 
-/* Over the connection limit: best-effort 503, then close without ever
- * creating a connection object. */
-static void accept_reject(struct http_server *s, int fd)
+/* Over a connection limit (the client's if per_client, else the server's
+ * with no idle connection to close): best-effort 503, then close without
+ * ever creating a connection object. */
+static void accept_reject(struct http_server *s, int fd,
+			  const struct sockaddr_storage *ss, socklen_t sl,
+			  bool per_client)
 {
 	char body[HTTP_ERROR_BODY_MAX], msg[96], details[64];
 	char resp[HTTP_ERROR_BODY_MAX * 2];
 	char drain[512];
+	int limit = per_client ? s->cfg.client_conn_max : s->cfg.conn_max;
 
-	s->ctr.rejected_conn_limit++;
+	if (per_client)
+		s->ctr.rejected_client_limit++;
+	else
+		s->ctr.rejected_conn_limit++;
 	if (ev_now(s->loop) - s->last_reject_log >= 1.0) {
 		/* at most one line a second during a storm */
-		log_warn("http: connection limit %d reached; %llu rejected so "
-			 "far",
-			 s->cfg.conn_max,
-			 (unsigned long long)s->ctr.rejected_conn_limit);
+		char peer[HTTP_PEER_LEN];
+		peer_name(ss, sl, peer, sizeof(peer));
+		log_warn("http: %s connection limit %d reached (latest: %s); "
+			 "%llu refused at the server's, %llu at a client's "
+			 "so far",
+			 per_client ? "per-client" : "server", limit, peer,
+			 (unsigned long long)s->ctr.rejected_conn_limit,
+			 (unsigned long long)s->ctr.rejected_client_limit);
 		s->last_reject_log = ev_now(s->loop);
 	}
-	snprintf(msg, sizeof(msg), "Too many connections (limit %d)",
-		 s->cfg.conn_max);
-	snprintf(details, sizeof(details), "{\"limit\":%d}", s->cfg.conn_max);
+	if (per_client) {
+		snprintf(msg, sizeof(msg),
+			 "Too many connections from this client (limit %d)",
+			 limit);
+		snprintf(details, sizeof(details),
+			 "{\"limit\":%d,\"scope\":\"client\"}", limit);
+	} else {
+		snprintf(msg, sizeof(msg), "Too many connections (limit %d)",
+			 limit);
+		snprintf(details, sizeof(details), "{\"limit\":%d}", limit);
+	}
 	int n = build_error_body(body, sizeof(body), 503,
 				 "TOO_MANY_CONNECTIONS", msg, details);
 	int m = n < 0 ? -1
@@ -1500,7 +1742,8 @@ static void accept_reject(struct http_server *s, int fd)
 }
 
 static void conn_new(struct http_server *s, int fd,
-		     const struct sockaddr_storage *ss, socklen_t sl)
+		     const struct sockaddr_storage *ss, socklen_t sl,
+		     const uint8_t key[HTTP_CLIENT_KEY_LEN])
 {
 	struct http_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -1533,9 +1776,22 @@ static void conn_new(struct http_server *s, int fd,
 	c->hnext = *b;
 	*b = c;
 	s->ctr.active++;
+	c->client = client_attach(s, key);
 	/* The first request head must arrive within the idle window. */
 	conn_timer(c, s->cfg.idle_timeout);
 	ev_io_start(s->loop, &c->rio);
+	conn_idle_update(c);
+}
+
+/* Closes the connection idle longest; false if none is idle. */
+static bool evict_idle(struct http_server *s, const char *why)
+{
+	struct http_conn *c = s->idle_oldest;
+	if (!c)
+		return false;
+	s->ctr.evicted_idle++;
+	conn_close(c, why);
+	return true;
 }
 
 static void accept_backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1562,6 +1818,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 				return;
 			log_warn("http: accept: %s; pausing accepts for %.1f s",
 				 strerror(errno), HTTP_ACCEPT_BACKOFF);
+			/* Out of descriptors below conn_max (a low
+			 * RLIMIT_NOFILE): an idle connection's goes back
+			 * when it is reaped, before the pause ends. */
+			if (errno == EMFILE || errno == ENFILE)
+				evict_idle(s, "evicted: out of descriptors");
 			ev_io_stop(loop, &s->lio);
 			ev_timer_stop(loop, &s->accept_backoff);
 			ev_timer_set(&s->accept_backoff, HTTP_ACCEPT_BACKOFF,
@@ -1570,11 +1831,18 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		s->ctr.accepted++;
-		if (s->ctr.active >= (uint64_t)s->cfg.conn_max) {
-			accept_reject(s, fd);
+		uint8_t key[HTTP_CLIENT_KEY_LEN];
+		client_key(&ss, key);
+		if (client_conns(s, key) >= (uint32_t)s->cfg.client_conn_max) {
+			accept_reject(s, fd, &ss, sl, true);
 			continue;
 		}
-		conn_new(s, fd, &ss, sl);
+		if (s->ctr.active >= (uint64_t)s->cfg.conn_max &&
+		    !evict_idle(s, "evicted: server full")) {
+			accept_reject(s, fd, &ss, sl, false);
+			continue;
+		}
+		conn_new(s, fd, &ss, sl, key);
 	}
 }
 
@@ -1637,6 +1905,15 @@ static int bound_port(int fd)
 	return -EAFNOSUPPORT;
 }
 
+/* Frees the server struct and its tables (not its connections). */
+static void server_free_tables(struct http_server *s)
+{
+	free(s->buckets);
+	free(s->clients);
+	free(s->client_heads);
+	free(s);
+}
+
 struct http_server *http_server_new(struct ev_loop *loop,
 				    const struct http_server_config *cfg,
 				    http_handler_fn on_request, void *ud,
@@ -1661,6 +1938,13 @@ struct http_server *http_server_new(struct ev_loop *loop,
 			cfg->conn_max, HTTP_CONN_MAX_LIMIT);
 		return NULL;
 	}
+	if (cfg->client_conn_max < 0 ||
+	    cfg->client_conn_max > HTTP_CONN_MAX_LIMIT) {
+		set_err(err, errlen,
+			"http: client_conn_max %d out of range 0..%d",
+			cfg->client_conn_max, HTTP_CONN_MAX_LIMIT);
+		return NULL;
+	}
 	if (!isfinite(cfg->idle_timeout) || cfg->idle_timeout < 0) {
 		set_err(err, errlen, "http: idle_timeout must be >= 0");
 		return NULL;
@@ -1678,6 +1962,8 @@ struct http_server *http_server_new(struct ev_loop *loop,
 		s->cfg.body_max = HTTP_BODY_MAX_DEFAULT;
 	if (!s->cfg.conn_max)
 		s->cfg.conn_max = HTTP_CONN_MAX_DEFAULT;
+	if (!s->cfg.client_conn_max)
+		s->cfg.client_conn_max = HTTP_CLIENT_CONN_MAX_DEFAULT;
 	if (s->cfg.idle_timeout <= 0)
 		s->cfg.idle_timeout = HTTP_IDLE_TIMEOUT_DEFAULT;
 	s->on_request = on_request;
@@ -1686,18 +1972,27 @@ struct http_server *http_server_new(struct ev_loop *loop,
 	s->nbuckets = 16;
 	while (s->nbuckets < (size_t)s->cfg.conn_max)
 		s->nbuckets <<= 1;
+	uint32_t nclients = HTTP_CLIENTS_MAX(s->cfg.conn_max);
 	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
-	if (!s->buckets) {
+	s->clients = calloc(nclients, sizeof(*s->clients));
+	s->client_heads = malloc(s->nbuckets * sizeof(*s->client_heads));
+	if (!s->buckets || !s->clients || !s->client_heads) {
 		set_err(err, errlen, "http: out of memory");
-		free(s);
+		server_free_tables(s);
 		return NULL;
 	}
+	for (size_t i = 0; i < s->nbuckets; i++)
+		s->client_heads[i] = HTTP_CLIENT_NONE;
+	for (uint32_t i = 0; i < nclients; i++)
+		s->clients[i].next =
+		    i + 1 < nclients ? i + 1 : HTTP_CLIENT_NONE;
+	s->client_free = 0;
+	randombytes_buf(s->client_hkey, sizeof(s->client_hkey));
 
 	const char *host = cfg->host && *cfg->host ? cfg->host : "0.0.0.0";
 	s->lfd = listen_on(host, cfg->port, err, errlen);
 	if (s->lfd < 0) {
-		free(s->buckets);
-		free(s);
+		server_free_tables(s);
 		return NULL;
 	}
 	s->port = bound_port(s->lfd);
@@ -1705,8 +2000,7 @@ struct http_server *http_server_new(struct ev_loop *loop,
 		set_err(err, errlen, "http: getsockname: %s",
 			strerror(-s->port));
 		close(s->lfd);
-		free(s->buckets);
-		free(s);
+		server_free_tables(s);
 		return NULL;
 	}
 	ev_io_init(&s->lio, accept_cb, s->lfd, EV_READ);
@@ -1732,6 +2026,7 @@ void http_server_free(struct http_server *s)
 	 * still in flight at shutdown) go out before the connections close. */
 	flushq_run(s, false);
 	close(s->lfd);
+	clients_check(s);
 	for (size_t i = 0; i < s->nbuckets; i++) {
 		while (s->buckets[i]) {
 			struct http_conn *c = s->buckets[i];
@@ -1744,8 +2039,7 @@ void http_server_free(struct http_server *s)
 		s->closing = c->hnext;
 		conn_destroy(c);
 	}
-	free(s->buckets);
-	free(s);
+	server_free_tables(s);
 }
 
 int http_server_port(const struct http_server *s)

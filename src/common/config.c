@@ -1,5 +1,6 @@
 /* config — `key = value` files plus flag overrides; see include/proxystone/config.h. */
 #include "proxystone/config.h"
+#include "proxystone/http.h"
 #include "proxystone/log.h"
 
 #include <ctype.h>
@@ -52,7 +53,8 @@ void config_defaults(struct config *c)
 	c->cluster_enabled = true;
 	c->body_max = 64 * 1024;
 	c->metadata_max = 16 * 1024;
-	c->conn_max = 1024;
+	c->conn_max = HTTP_CONN_MAX_DEFAULT;
+	c->client_conn_max = HTTP_CLIENT_CONN_MAX_DEFAULT;
 	c->idle_timeout = 30;
 	/* Membership answers in microseconds; 2 s means it is stuck, not slow. */
 	c->ipc_timeout = 2;
@@ -314,6 +316,11 @@ int config_set(struct config *c, const char *key, const char *v,
 			return fail(err, errlen, where, key,
 				    "'%s' is not a count in 1-65536", v);
 		c->conn_max = (int)n;
+	} else if (!strcmp(key, "max_connections_per_client")) {
+		if (parse_long(v, 1, CONN_MAX_LIMIT, &n))
+			return fail(err, errlen, where, key,
+				    "'%s' is not a count in 1-65536", v);
+		c->client_conn_max = (int)n;
 	} else if (!strcmp(key, "idle_timeout")) {
 		if (parse_seconds(v, 0.05, 86400, &d))
 			return fail(err, errlen, where, key,

@@ -938,15 +938,23 @@ class SlowClientTest(NodeCase):
                  what="every vanished connection released")
 
 
+# A request head without its final CRLF: the connection has a request in
+# progress, so it is not idle.
+HALF_REQ = b"GET /api/cluster/nodes HTTP/1.1\r\nHost: x\r\n"
+
+
 class ConnectionLimitTest(NodeCase):
     EXTRA = {"max_connections": "20", "idle_timeout": "60"}
 
     def test_more_connections_than_the_limit(self):
+        # The held connections are busy (a request head half sent): an
+        # idle one would be closed to make room for a newcomer instead.
         held = []
         extra = []
         try:
             for _ in range(20):
                 held.append(RawConn(self.node.port))
+                held[-1].send(HALF_REQ)
             # The node has taken these 20 once one more is refused (one
             # just closed may still count for a moment: then the probe is
             # served, and held like the others).
@@ -955,6 +963,7 @@ class ConnectionLimitTest(NodeCase):
                 c.send(REQ)
                 rs = c.responses(1, timeout=5)
                 if rs and rs[0].status == 200:
+                    c.send(HALF_REQ)
                     held.append(c)
                     return False
                 extra.append(c)
@@ -977,7 +986,7 @@ class ConnectionLimitTest(NodeCase):
             self.assertGreater(answered, 0, "no refused connection got the 503")
             # The held ones are real connections, served normally.
             for c in held[:5]:
-                c.send(REQ)
+                c.send(b"\r\n")
                 self.assertEqual([r.status for r in c.responses(1)], [200])
         finally:
             for c in held + extra:
@@ -987,6 +996,29 @@ class ConnectionLimitTest(NodeCase):
                  what="service after the connections closed")
         m = metrics(self.node)
         self.assertGreater(m['proxystone_http_rejected_total{reason="connection_limit"}'], 0)
+
+    def test_idle_connections_make_room(self):
+        """At the limit with every connection idle, newcomers are served:
+        the longest idle connections are closed for them."""
+        idle = []
+        try:
+            for _ in range(20):
+                idle.append(RawConn(self.node.port))
+            wait_for(lambda: metrics(self.node)["proxystone_http_connections"] >= 20,
+                     what="20 idle connections held")
+            for _ in range(5):
+                r = self.node.get("/api/cluster/nodes", timeout=PROMPT)
+                self.assertEqual(r.status, 200, r)
+            m = metrics(self.node)
+            self.assertGreater(m['proxystone_http_rejected_total{reason="evicted_idle"}'], 0)
+            # The oldest went first, closed cleanly (EOF, no response).
+            c = idle[0]
+            c.responses(1, timeout=10)
+            self.assertTrue(c.closed, "the longest idle connection was not closed")
+            self.assertEqual(c.buf, b"")
+        finally:
+            for c in idle:
+                c.close()
 
     def test_connection_storm(self):
         """A bounded storm of connections well past the limit, then normal service."""

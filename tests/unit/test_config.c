@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "proxystone/config.h"
+#include "proxystone/http.h"
 
 static char path[64];
 
@@ -37,6 +38,9 @@ static void test_defaults(void **state)
 	assert_string_equal(c.coordinator_url, "");
 	assert_string_equal(c.socket_path, "var/proxystone/membership.sock");
 	assert_true(c.heartbeat_interval == 30 && c.node_timeout == 60);
+	assert_int_equal(c.conn_max, HTTP_CONN_MAX_DEFAULT);
+	assert_int_equal(c.client_conn_max, HTTP_CLIENT_CONN_MAX_DEFAULT);
+	assert_true(c.client_conn_max < c.conn_max);
 }
 
 static void test_file(void **state)
@@ -48,7 +52,7 @@ static void test_file(void **state)
 	write_file("# a comment\n\nrole = worker   # trailing comment\n"
 		   "  api_port=4402\ncluster_ip = 127.0.0.1:4401\n"
 		   "node_timeout = 1.5\ncluster_enabled = false\n"
-		   "data_dir = /tmp/x\n");
+		   "data_dir = /tmp/x\nmax_connections_per_client = 8\n");
 	assert_int_equal(config_load_file(&c, path, err, sizeof(err)), 0);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_int_equal(c.role, ROLE_WORKER);
@@ -57,6 +61,7 @@ static void test_file(void **state)
 	assert_true(c.node_timeout == 1.5);
 	assert_false(c.cluster_enabled);
 	assert_string_equal(c.socket_path, "/tmp/x/membership.sock");
+	assert_int_equal(c.client_conn_max, 8);
 	unlink(path);
 }
 
@@ -89,6 +94,10 @@ static void test_errors_name_file_line_key(void **state)
 	expect_error("just words\n", "1: expected 'key = value'");
 	expect_error("= 3\n", "1: missing key");
 	expect_error("log_level = loud\n", "1: log_level");
+	expect_error("max_connections_per_client = 0\n",
+		     "1: max_connections_per_client");
+	expect_error("max_connections_per_client = 65537\n",
+		     "1: max_connections_per_client");
 }
 
 static void test_worker_needs_coordinator(void **state)

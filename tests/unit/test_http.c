@@ -39,6 +39,9 @@
 #define PENDING_MAX 8
 /* Closed connection ids remembered by the fixture. */
 #define CLOSED_MAX 256
+/* A response big enough to be sent at once rather than at the end of the
+ * loop turn (http.c's HTTP_DEFER_MAX is 16 KB). */
+#define BIG_RESPONSE (20 * 1024)
 /* Saved copies of request fields. */
 #define SAVED_MAX (HTTP_BODY_MAX_DEFAULT + 1)
 
@@ -153,6 +156,15 @@ static void handler(struct http_server *s, struct http_conn *c,
 	if (strview_eq(req->path, "/err")) {
 		http_respond_error(c, 404, "NOT_FOUND", "Node \"x\" not found",
 				   "{\"id\":\"x\"}");
+		return;
+	}
+	if (strview_eq(req->path, "/big")) {
+		/* Sent and the connection idle before we return: the
+		 * request's views must still be readable (ASan checks). */
+		static char big[BIG_RESPONSE];
+		memset(big, 'x', sizeof(big));
+		http_respond(c, 200, "text/plain", NULL, big, sizeof(big));
+		save_req(f, req);
 		return;
 	}
 	switch (f->mode) {
@@ -324,7 +336,9 @@ static const http_parser_settings client_settings = {
     .on_message_complete = rc_complete,
 };
 
-static void client_open(struct fx *f, struct client *cl)
+/* Connects from source address `src` (any 127/8 address is loopback on
+ * Linux, so tests can be several clients). */
+static void client_open_from(struct fx *f, struct client *cl, const char *src)
 {
 	struct sockaddr_in sa;
 	memset(cl, 0, sizeof(*cl));
@@ -332,12 +346,20 @@ static void client_open(struct fx *f, struct client *cl)
 	assert_true(cl->fd >= 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, src, &sa.sin_addr), 1);
+	assert_int_equal(bind(cl->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)f->port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(connect(cl->fd, (struct sockaddr *)&sa, sizeof(sa)),
 			 0);
 	http_parser_init(&cl->p, HTTP_RESPONSE);
 	cl->p.data = cl;
+}
+
+static void client_open(struct fx *f, struct client *cl)
+{
+	client_open_from(f, cl, "127.0.0.1");
 }
 
 static void client_close(struct client *cl)
@@ -456,6 +478,17 @@ static void wait_active(struct fx *f, uint64_t n)
 	}
 }
 
+static void wait_pending(struct fx *f, int n)
+{
+	double deadline = mono() + TEST_DEADLINE;
+	while (f->npending != n) {
+		if (mono() > deadline)
+			fail_msg("timed out waiting for %d pending requests",
+				 n);
+		spin(f, NULL);
+	}
+}
+
 static const char *hdr(const struct resp *r, const char *name)
 {
 	for (int i = 0; i < r->nhdr; i++)
@@ -500,6 +533,22 @@ static void assert_layer_error(struct fx *f, const char *req, int status,
 	if (!strstr(body(&cl.r[0]), want))
 		fail_msg("body %s lacks %s", body(&cl.r[0]), want);
 	assert_non_null(strstr(body(&cl.r[0]), "{\"success\":false,"));
+	wait_eof(f, &cl);
+	client_close(&cl);
+}
+
+/* A new connection from 127.0.0.1 is refused at accept: 503 with `want`
+ * as the body (NULL: any), then closed. */
+static void assert_refused(struct fx *f, const char *want)
+{
+	struct client cl;
+	client_open(f, &cl);
+	wait_responses(f, &cl, 1);
+	assert_int_equal(cl.r[0].status, 503);
+	if (want)
+		assert_string_equal(body(&cl.r[0]), want);
+	assert_hdr(&cl.r[0], "Connection", "close");
+	assert_hdr(&cl.r[0], "Access-Control-Allow-Origin", "*");
 	wait_eof(f, &cl);
 	client_close(&cl);
 }
@@ -1000,35 +1049,152 @@ static void test_conn_limit(void **state)
 	struct http_server_config cfg = {.host = "127.0.0.1", .conn_max = 2};
 	struct client a, b, c;
 	fx_start(f, &cfg);
+	/* both connections busy: none idle to make room */
+	f->mode = MODE_ASYNC;
 	client_open(f, &a);
 	client_open(f, &b);
-	wait_active(f, 2);
-	client_open(f, &c);
-	wait_responses(f, &c, 1);
-	assert_int_equal(c.r[0].status, 503);
-	assert_string_equal(
-	    body(&c.r[0]),
-	    "{\"success\":false,\"error\":\"Service Unavailable\","
-	    "\"message\":\"Too many connections (limit 2)\","
-	    "\"code\":\"TOO_MANY_CONNECTIONS\",\"details\":{\"limit\":2}}");
-	assert_hdr(&c.r[0], "Connection", "close");
-	assert_hdr(&c.r[0], "Access-Control-Allow-Origin", "*");
-	wait_eof(f, &c);
-	client_close(&c);
+	client_sends(f, &a, "GET /a HTTP/1.1\r\n\r\n");
+	client_sends(f, &b, "GET /b HTTP/1.1\r\n\r\n");
+	wait_pending(f, 2);
+	assert_refused(
+	    f, "{\"success\":false,\"error\":\"Service Unavailable\","
+	       "\"message\":\"Too many connections (limit 2)\","
+	       "\"code\":\"TOO_MANY_CONNECTIONS\",\"details\":{\"limit\":2}}");
 	const struct http_counters *k = http_server_counters(f->srv);
 	assert_int_equal(k->rejected_conn_limit, 1);
+	assert_int_equal(k->rejected_client_limit, 0);
+	assert_int_equal(k->evicted_idle, 0);
 	assert_int_equal(k->accepted, 3);
 	assert_int_equal(k->active, 2);
-	/* the first two still work, and a slot frees on close */
-	client_sends(f, &a, "GET /a HTTP/1.1\r\n\r\n");
+	/* the first two still get their answers, and a slot frees on close */
+	async_timer_cb(f->loop, &f->async_timer, 0);
 	wait_responses(f, &a, 1);
-	assert_int_equal(a.r[0].status, 200);
+	assert_int_equal(a.r[0].status, 202);
+	wait_responses(f, &b, 1);
+	f->mode = MODE_ECHO;
 	client_close(&b);
 	wait_active(f, 1);
 	one_shot(f, &c, "GET /c HTTP/1.1\r\n\r\n");
 	assert_int_equal(c.r[0].status, 200);
 	client_close(&c);
 	client_close(&a);
+}
+
+static void test_conn_limit_evicts_idle(void **state)
+{
+	struct fx *f = *state;
+	struct http_server_config cfg = {.host = "127.0.0.1", .conn_max = 2};
+	struct client a, b, c, d;
+	fx_start(f, &cfg);
+	f->mode = MODE_ASYNC;
+	client_open(f, &a); /* idle: nothing sent */
+	wait_active(f, 1);
+	client_open(f, &b);
+	client_sends(f, &b, "GET /busy HTTP/1.1\r\n\r\n");
+	wait_pending(f, 1);
+	/* full: the idle one makes room, the busy one is kept */
+	client_open(f, &c);
+	wait_eof(f, &a);
+	assert_int_equal(a.n, 0);
+	client_close(&a);
+	const struct http_counters *k = http_server_counters(f->srv);
+	assert_int_equal(k->evicted_idle, 1);
+	assert_int_equal(k->rejected_conn_limit, 0);
+	assert_int_equal(k->active, 2);
+	async_timer_cb(f->loop, &f->async_timer, 0);
+	wait_responses(f, &b, 1);
+	assert_int_equal(b.r[0].status, 202);
+	/* c has been idle longer than b (idle since its response): c goes */
+	client_open(f, &d);
+	wait_eof(f, &c);
+	client_close(&c);
+	assert_int_equal(k->evicted_idle, 2);
+	f->mode = MODE_ECHO;
+	client_sends(f, &b, "GET /b2 HTTP/1.1\r\n\r\n");
+	wait_responses(f, &b, 2);
+	assert_int_equal(b.r[1].status, 200);
+	client_sends(f, &d, "GET /d HTTP/1.1\r\n\r\n");
+	wait_responses(f, &d, 1);
+	assert_int_equal(d.r[0].status, 200);
+	/* a half-sent request is in progress, not idle */
+	client_sends(f, &b, "GET /b3 HTTP/1.1\r\n");
+	client_sends(f, &d, "GET /d2 HTTP/1.1\r\n");
+	run_for(f, NULL, 0.05);
+	assert_refused(f, NULL);
+	assert_int_equal(k->evicted_idle, 2);
+	assert_int_equal(k->rejected_conn_limit, 1);
+	client_close(&b);
+	client_close(&d);
+
+	/* an open stream is not idle */
+	cfg.conn_max = 1;
+	fx_start(f, &cfg);
+	f->mode = MODE_STREAM;
+	f->npending = 0;
+	client_open(f, &a);
+	client_sends(f, &a, "GET /events HTTP/1.1\r\n\r\n");
+	wait_pending(f, 1);
+	assert_refused(f, NULL);
+	k = http_server_counters(f->srv);
+	assert_int_equal(k->evicted_idle, 0);
+	assert_int_equal(k->active, 1);
+	client_close(&a);
+}
+
+static void test_client_limit(void **state)
+{
+	struct fx *f = *state;
+	struct http_server_config cfg = {.host = "127.0.0.1",
+					 .client_conn_max = 2};
+	struct client a, b, c, d;
+	fx_start(f, &cfg);
+	client_open(f, &a);
+	client_open(f, &b);
+	wait_active(f, 2);
+	/* the third from 127.0.0.1 is refused */
+	assert_refused(
+	    f, "{\"success\":false,\"error\":\"Service Unavailable\","
+	       "\"message\":\"Too many connections from this client (limit "
+	       "2)\",\"code\":\"TOO_MANY_CONNECTIONS\","
+	       "\"details\":{\"limit\":2,\"scope\":\"client\"}}");
+	/* ... another address is not */
+	client_open_from(f, &d, "127.0.0.2");
+	client_sends(f, &d, "GET /d HTTP/1.1\r\n\r\n");
+	wait_responses(f, &d, 1);
+	assert_int_equal(d.r[0].status, 200);
+	const struct http_counters *k = http_server_counters(f->srv);
+	assert_int_equal(k->rejected_client_limit, 1);
+	assert_int_equal(k->rejected_conn_limit, 0);
+	assert_int_equal(k->evicted_idle, 0);
+	assert_int_equal(k->accepted, 4);
+	assert_int_equal(k->active, 3);
+	/* a closed connection gives the client its slot back */
+	client_close(&a);
+	wait_active(f, 2);
+	one_shot(f, &c, "GET /c HTTP/1.1\r\n\r\n");
+	assert_int_equal(c.r[0].status, 200);
+	assert_int_equal(k->rejected_client_limit, 1);
+	client_close(&c);
+	client_close(&b);
+	client_close(&d);
+	wait_active(f, 0);
+}
+
+static void test_request_readable_after_immediate_answer(void **state)
+{
+	struct fx *f = *state;
+	struct client cl;
+	one_shot(f, &cl, "GET /big?q=1 HTTP/1.1\r\nOrigin: o\r\n\r\n");
+	assert_int_equal(cl.r[0].status, 200);
+	assert_int_equal(cl.r[0].body_len, BIG_RESPONSE);
+	assert_string_equal(f->last.path, "/big");
+	assert_string_equal(f->last.query, "q=1");
+	assert_string_equal(f->last.origin, "o");
+	/* and the idle connection serves the next request */
+	client_sends(f, &cl, "GET /next HTTP/1.1\r\n\r\n");
+	wait_responses(f, &cl, 2);
+	assert_string_equal(body(&cl.r[1]), "/next?|");
+	client_close(&cl);
 }
 
 static void test_idle_timeout(void **state)
@@ -1382,6 +1548,9 @@ int main(void)
 	    T(test_chunked_body),
 	    T(test_options_preflight),
 	    T(test_conn_limit),
+	    T(test_conn_limit_evicts_idle),
+	    T(test_client_limit),
+	    T(test_request_readable_after_immediate_answer),
 	    T(test_idle_timeout),
 	    T(test_streaming),
 	    T(test_stream_slow_peer),
