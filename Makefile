@@ -117,9 +117,10 @@ unit: $(UNIT_BIN)
 system: all
 	python3 tests/system/run.py
 
-# The dashboard end to end in Debian's headless Chromium (playwright-core).
+# The dashboard end to end in Debian's headless Chromium (playwright-core),
+# then the link attack of issue 12 against it (security.test.mjs).
 browser: all
-	cd tests/browser && npm ci --no-audit --no-fund --silent && node dashboard.test.mjs
+	cd tests/browser && npm ci --no-audit --no-fund --silent && node dashboard.test.mjs && node security.test.mjs
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/proxystone/etc

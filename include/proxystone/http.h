@@ -147,7 +147,7 @@ struct http_request {
 	struct strview query; /* raw, without '?'; may be empty */
 	struct strview body;  /* de-chunked */
 	/* Selected headers, trailing blanks trimmed; empty if absent. */
-	struct strview authorization, content_type, origin;
+	struct strview authorization, content_type, origin, host, cookie;
 	bool keep_alive;  /* the connection stays open after the response */
 	uint64_t conn_id; /* never reused; see http_server_conn() */
 };

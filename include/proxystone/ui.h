@@ -21,6 +21,12 @@
  *
  * GET /config.json answers {"backends": ui_backends, "clusterId": ...,
  * "version": ...}: what the page scans for nodes.
+ *
+ * Every page file is sent with the Content-Security-Policy csp.h builds
+ * for that request: connect-src is the exact origins of ui_backends plus
+ * those the operator approved in the page (its ps_connect cookie), so the
+ * browser itself keeps the page, and the API token it holds, away from
+ * any other origin.
  */
 #ifndef PROXYSTONE_UI_H
 #define PROXYSTONE_UI_H

@@ -89,6 +89,8 @@ enum http_hdr {
 	HDR_AUTHORIZATION,
 	HDR_CONTENT_TYPE,
 	HDR_ORIGIN,
+	HDR_HOST,
+	HDR_COOKIE,
 	HDR_EXPECT,
 	HDR_CONTENT_LENGTH,
 	HDR_TRANSFER_ENCODING,
@@ -100,6 +102,8 @@ static const char *const hdr_names[HDR_COUNT] = {
     [HDR_AUTHORIZATION] = "authorization",
     [HDR_CONTENT_TYPE] = "content-type",
     [HDR_ORIGIN] = "origin",
+    [HDR_HOST] = "host",
+    [HDR_COOKIE] = "cookie",
     [HDR_EXPECT] = "expect",
     [HDR_CONTENT_LENGTH] = "content-length",
     [HDR_TRANSFER_ENCODING] = "transfer-encoding",
@@ -110,6 +114,10 @@ static const bool hdr_single[HDR_COUNT] = {
     [HDR_AUTHORIZATION] = true,
     [HDR_CONTENT_TYPE] = true,
     [HDR_ORIGIN] = true,
+    [HDR_HOST] = true,
+    /* Browsers send one Cookie header over HTTP/1.1; two would be
+     * concatenated here without a separator. */
+    [HDR_COOKIE] = true,
 };
 
 struct hdr_val {
@@ -1415,6 +1423,8 @@ static int conn_build_request(struct http_conn *c)
 	r->authorization = hdr_view(c, HDR_AUTHORIZATION);
 	r->content_type = hdr_view(c, HDR_CONTENT_TYPE);
 	r->origin = hdr_view(c, HDR_ORIGIN);
+	r->host = hdr_view(c, HDR_HOST);
+	r->cookie = hdr_view(c, HDR_COOKIE);
 	r->keep_alive = c->keep_alive;
 	r->conn_id = c->id;
 	return 0;

@@ -10,6 +10,7 @@
 #include "proxystone/ui.h"
 #include "proxystone/buf.h"
 #include "proxystone/config.h"
+#include "proxystone/csp.h"
 #include "proxystone/http.h"
 #include "proxystone/json.h"
 #include "proxystone/log.h"
@@ -59,19 +60,17 @@ static struct ui_file ui_files[] = {
 #define UI_NFILES (sizeof(ui_files) / sizeof(ui_files[0]))
 
 /* Sent with every file. no-cache: the browser revalidates, so a restarted
- * ui with new files is picked up by a reload. The policy allows scripts and
- * styles from this origin only (no inline script: text that nodes report,
- * such as metadata, can never run), and API calls to any http(s) origin,
- * because the backends are on other ports and hosts. */
+ * ui with new files is picked up by a reload. Then the page's policy (csp.h:
+ * scripts and styles from this origin only, no inline script, so text that
+ * nodes report can never run; API calls to the configured and the approved
+ * backends' exact origins only), built per request. */
 #define UI_HEADERS                                                             \
 	"Cache-Control: no-cache\r\n"                                          \
 	"X-Content-Type-Options: nosniff\r\n"                                  \
 	"Referrer-Policy: no-referrer\r\n"                                     \
-	"X-Frame-Options: DENY\r\n"                                            \
-	"Content-Security-Policy: default-src 'none'; script-src 'self'; "     \
-	"style-src 'self'; img-src 'self' data:; connect-src 'self' http: "    \
-	"https:; base-uri 'none'; form-action 'none'; frame-ancestors "        \
-	"'none'\r\n"
+	"X-Frame-Options: DENY\r\n"
+/* Response headers with the policy: the fixed ones and csp.h's bound. */
+#define UI_HEADERS_MAX (sizeof(UI_HEADERS) + CSP_HEADER_MAX)
 
 struct ui {
 	const struct config *cfg;
@@ -79,6 +78,7 @@ struct ui {
 	struct http_server *http;
 	ev_signal sigterm, sigint;
 	struct buf config_json;
+	struct buf headers; /* this response's headers, see page_headers() */
 	char dir[UI_DIR_MAX];
 	/* Set when the page's files could not be loaded: the node still
 	 * starts (a missing dashboard must not keep the API from serving or
@@ -257,7 +257,37 @@ static void respond_405(struct http_conn *c)
 		     sizeof(body) - 1);
 }
 
-static void respond_missing(struct ui *u, struct http_conn *c)
+/* UI_HEADERS and the policy for this request into u->headers. The
+ * policy depends on the request (its Host and the approved-origins cookie),
+ * so it is built each time; it is a few hundred bytes in the usual case. */
+static const char *page_headers(struct ui *u, const struct http_request *req)
+{
+	int dropped = 0;
+	buf_reset(&u->headers);
+	int rc = buf_puts(&u->headers, UI_HEADERS);
+	if (!rc)
+		rc = csp_header(&u->headers, u->cfg->ui_backends, req->host,
+				req->cookie, &dropped);
+	if (rc) {
+		/* Cannot happen within the bound; if it does, the page
+		 * may talk to nobody rather than to anybody. */
+		log_warn("dashboard policy: %s; serving connect-src 'self'",
+			 strerror(-rc));
+		buf_reset(&u->headers);
+		buf_puts(&u->headers,
+			 UI_HEADERS "Content-Security-Policy: default-src "
+				    "'none'; connect-src 'self'\r\n");
+	}
+	if (dropped)
+		log_debug("dashboard policy: %d entr%s of the %s cookie left "
+			  "out (malformed, or past %d)",
+			  dropped, dropped == 1 ? "y" : "ies", CSP_COOKIE,
+			  CSP_APPROVED_MAX);
+	return u->headers.base;
+}
+
+static void respond_missing(struct ui *u, struct http_conn *c,
+			    const struct http_request *req)
 {
 	struct buf b;
 	buf_init(&b, sizeof(u->missing_why) * 2 + 512);
@@ -278,8 +308,8 @@ static void respond_missing(struct ui *u, struct http_conn *c)
 	}
 	buf_puts(&b, "</p><p>The node's API is not affected. Install the files "
 		     "(<code>make install</code>) and restart the node.</p>");
-	http_respond(c, 503, "text/html; charset=utf-8", UI_HEADERS, b.base,
-		     b.len);
+	http_respond(c, 503, "text/html; charset=utf-8", page_headers(u, req),
+		     b.base, b.len);
 	buf_fini(&b);
 }
 
@@ -300,7 +330,7 @@ static void on_request(struct http_server *s, struct http_conn *c,
 	}
 	const struct ui_file *f = file_for(req->path);
 	if (f && u->missing) {
-		respond_missing(u, c);
+		respond_missing(u, c, req);
 		return;
 	}
 	if (!f) {
@@ -308,7 +338,7 @@ static void on_request(struct http_server *s, struct http_conn *c,
 				   "No such page; the dashboard is at /", NULL);
 		return;
 	}
-	http_respond(c, 200, f->ctype, UI_HEADERS, f->body, f->len);
+	http_respond(c, 200, f->ctype, page_headers(u, req), f->body, f->len);
 }
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int rev)
@@ -326,6 +356,7 @@ int ui_main(const struct config *cfg, int sup_fd)
 
 	signal(SIGPIPE, SIG_IGN);
 	buf_init(&u.config_json, UI_CONFIG_JSON_MAX);
+	buf_init(&u.headers, UI_HEADERS_MAX);
 	u.loop = ev_loop_new(EVFLAG_AUTO);
 	if (!u.loop) {
 		log_error("cannot create the event loop");
@@ -376,6 +407,7 @@ out:
 	if (u.loop)
 		ev_loop_destroy(u.loop);
 	buf_fini(&u.config_json);
+	buf_fini(&u.headers);
 	ui_unload();
 	return status;
 }

@@ -15,129 +15,26 @@
 // timing assertion is the issue's "a change shows within 2 s".
 
 import { chromium } from 'playwright-core';
-import { spawn, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import dgram from 'node:dgram';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+	ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, START_DEADLINE, UI_DEADLINE, alive, assert, freeTcpPort,
+	freeUdpPort, http as httpAs, kill9Tree, prepare, run, sleep, startNode, step, tcpFree, tempDirs, tmp,
+	udpFree, waitFor,
+} from './harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'bin', 'proxystone');
-const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-	'--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-// Start-up of a node and of the cluster (gossip join at heartbeat 1 s).
-const START_DEADLINE = 30_000;
 // Failure detection and dissemination at default settings, with room to
 // spare (tests/system/test_cluster.py uses the same).
 const CLUSTER_DEADLINE = 60_000;
-// Page-side waits for things that need no cluster round.
-const UI_DEADLINE = 15_000;
 // The issue: "a change shows within 2 s without a reload".
 const LIVE_DEADLINE = 2_000;
 // Every node requires this bearer token on writes (api_token), as a real
 // deployment would; the page must ask for it and send it.
 const TOKEN = 'e2e-dashboard-token-0123456789';
 
-// ---- Processes ----------------------------------------------------------------
-
-const started = []; // supervisor pids we spawned
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps-browser-'));
-
-function childrenOf(pid) {
-	const out = [];
-	for (const d of fs.readdirSync('/proc')) {
-		if (!/^\d+$/.test(d)) continue;
-		try {
-			const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-			const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-			if (ppid === pid) out.push(Number(d));
-		} catch {
-			// Gone meanwhile.
-		}
-	}
-	return out;
-}
-
-function alive(pid) {
-	try {
-		const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-		return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-	} catch {
-		return false;
-	}
-}
-
-// kill -9 of a supervisor and its children, all at once.
-function kill9Tree(pid) {
-	const pids = [pid, ...childrenOf(pid)];
-	for (const p of pids) {
-		try {
-			process.kill(p, 'SIGKILL');
-		} catch {
-			// Already gone.
-		}
-	}
-	return pids;
-}
-
-const tempDirs = [tmp]; // removed on every exit
-
-function killEverything() {
-	for (const n of started) if (n.proc.exitCode === null) kill9Tree(n.proc.pid);
-	for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
-}
-process.on('exit', killEverything);
-for (const sig of ['SIGINT', 'SIGTERM']) {
-	process.on(sig, () => {
-		console.error(`\n${sig}: stopping the cluster`);
-		killEverything();
-		process.exit(130);
-	});
-}
-
-function tcpFree(port) {
-	return new Promise((resolve) => {
-		const s = net.createServer();
-		s.once('error', () => resolve(false));
-		s.listen({ port, host: '127.0.0.1', exclusive: true }, () => s.close(() => resolve(true)));
-	});
-}
-
-function udpFree(port) {
-	return new Promise((resolve) => {
-		const s = dgram.createSocket('udp4');
-		s.once('error', () => resolve(false));
-		s.bind({ port, address: '0.0.0.0', exclusive: true }, () => s.close(() => resolve(true)));
-	});
-}
-
-function freeTcpPort() {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer();
-		s.once('error', reject);
-		s.listen({ port: 0, host: '127.0.0.1' }, () => {
-			const { port } = s.address();
-			s.close(() => resolve(port));
-		});
-	});
-}
-
-function freeUdpPort() {
-	return new Promise((resolve, reject) => {
-		const s = dgram.createSocket('udp4');
-		s.once('error', reject);
-		s.bind({ port: 0, address: '0.0.0.0' }, () => {
-			const { port } = s.address();
-			s.close(() => resolve(port));
-		});
-	});
-}
+const http = (method, url, body) => httpAs(method, url, body, TOKEN);
 
 // The seed's ports (ui 4400, APIs 4401-4403, gossip 5401-5403) when all
 // are free, so the page scans the spec's 4401-4405; otherwise free ports,
@@ -167,83 +64,10 @@ async function choosePorts() {
 	return { ui, api, gossip, backends, silent: [`127.0.0.1:${silent}`] };
 }
 
-function startNode(name, settings) {
-	const conf = path.join(tmp, `${name}.conf`);
-	fs.writeFileSync(conf, Object.entries(settings).map(([k, v]) => `${k} = ${v}\n`).join(''));
-	const logPath = path.join(ARTIFACTS, `browser-${name}.log`);
-	const log = fs.openSync(logPath, 'w');
-	// The working directory is the checkout: the ui child serves
-	// src/ui/static from there.
-	const proc = spawn(BIN, ['--config', conf], { cwd: ROOT, stdio: ['ignore', log, log] });
-	fs.closeSync(log);
-	const node = { name, proc, port: Number(settings.api_port), url: `http://127.0.0.1:${settings.api_port}`, logPath };
-	started.push(node);
-	return node;
-}
-
-// ---- Small helpers --------------------------------------------------------------
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what, pred, timeout) {
-	const end = Date.now() + timeout;
-	let last;
-	while (Date.now() < end) {
-		try {
-			last = await pred();
-			if (last) return last;
-		} catch (e) {
-			last = e;
-		}
-		await sleep(100);
-	}
-	throw new Error(`timed out after ${timeout / 1000} s waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-}
-
-async function http(method, url, body) {
-	const init = { method, signal: AbortSignal.timeout(5000), headers: { Authorization: `Bearer ${TOKEN}` } };
-	if (body !== undefined) {
-		init.body = JSON.stringify(body);
-		init.headers['Content-Type'] = 'application/json';
-	}
-	const res = await fetch(url, init);
-	const text = await res.text();
-	let json = null;
-	try {
-		json = JSON.parse(text);
-	} catch {
-		json = null;
-	}
-	return { status: res.status, headers: res.headers, text, json };
-}
-
-function assert(cond, msg) {
-	if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
-
-let failures = 0;
-let stepNo = 0;
-async function step(name, fn) {
-	stepNo++;
-	const t0 = Date.now();
-	try {
-		const note = await fn();
-		console.log(`ok ${stepNo} - ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)${note ? ` # ${note}` : ''}`);
-	} catch (e) {
-		failures++;
-		console.log(`not ok ${stepNo} - ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-		console.log(`  ${String(e.stack || e).split('\n').join('\n  ')}`);
-		throw e;
-	}
-}
-
 // ---- The test ---------------------------------------------------------------------
 
 async function main() {
-	fs.mkdirSync(ARTIFACTS, { recursive: true });
-	console.log('# building bin/proxystone');
-	execFileSync('make', ['-s', 'bin/proxystone'], { cwd: ROOT, stdio: 'inherit' });
-	assert(fs.existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium`);
+	prepare();
 
 	const ports = await choosePorts();
 	const uiUrl = `http://127.0.0.1:${ports.ui}/`;
@@ -318,6 +142,16 @@ async function main() {
 			&& document.querySelector('#service-node')?.textContent === new URL(u).host
 			&& document.querySelector('#service-mode')?.dataset.mode, n.url);
 	};
+	// Tokens are per backend origin: the first write to a backend without
+	// one is refused (401) and the page asks for that backend's token.
+	const enterTokenWhenAsked = async (n) => {
+		await page.waitForFunction((u) => document.querySelector('#token-box').open
+			&& document.querySelector('#token-box').dataset.origin === u
+			&& document.querySelector('#token-origin').textContent === u, n.url);
+		await page.locator('#token-input').fill(TOKEN);
+		await page.locator('#token-form button[type="submit"]').click();
+		await page.waitForFunction(() => !document.querySelector('#token-box').open);
+	};
 	const nodeStatus = (id) => page.evaluate((x) => document.querySelector(`#nodes-body tr[data-node-id="${x}"]`)?.dataset.status ?? null, id);
 
 	try {
@@ -355,9 +189,8 @@ async function main() {
 			await page.waitForFunction(() => document.querySelector('#token-box').open && document.activeElement?.id === 'token-input');
 			await page.locator('#toasts .toast-error', { hasText: 'API token' }).first().waitFor();
 			assert(await page.locator('#service-mode').getAttribute('data-mode') === 'serving', 'nothing changed without the token');
-			await page.locator('#token-input').fill(TOKEN);
-			await page.locator('#token-form button[type="submit"]').click();
-			await page.waitForFunction(() => document.querySelector('#token-box').dataset.set === 'true' && !document.querySelector('#token-box').open);
+			await enterTokenWhenAsked(coord);
+			await page.waitForFunction(() => document.querySelector('#token-box').dataset.set === 'true');
 			// The same write again, now authorised, then undone.
 			await page.locator('[data-testid="disable-serving"]').click();
 			await page.waitForFunction(() => document.querySelector('#service-mode').dataset.mode === 'maintenance');
@@ -426,6 +259,10 @@ async function main() {
 		await step('maintenance from the page: the worker shows "disabled" on the coordinator', async () => {
 			await selectBackend(w1);
 			assert(await page.locator('#service-mode').getAttribute('data-mode') === 'serving', 'worker1 serving before');
+			// The coordinator's token is not sent here: worker1 asks for its own.
+			await page.locator('[data-testid="disable-serving"]').click();
+			await enterTokenWhenAsked(w1);
+			assert(await page.locator('#service-mode').getAttribute('data-mode') === 'serving', 'nothing changed without worker1\'s token');
 			await page.locator('[data-testid="disable-serving"]').click();
 			await page.waitForFunction(() => document.querySelector('#service-mode').dataset.mode === 'maintenance');
 			await page.waitForFunction((u) => document.querySelector(`#backends-body tr[data-backend="${u}"] [data-field="mode"]`)?.textContent === 'maintenance', w1.url);
@@ -487,6 +324,10 @@ async function main() {
 			await form.locator('input[name="url"]').fill(url);
 			await form.locator('input[name="tags"]').fill('e2e, forwarded');
 			await form.locator('textarea[name="metadata"]').fill('{"zone": "test"}');
+			await form.locator('button[type="submit"]').click();
+			// worker2's own token first (the form is kept).
+			await page.locator('[data-testid="register-result"][data-kind="error"]').waitFor();
+			await enterTokenWhenAsked(w2);
 			await form.locator('button[type="submit"]').click();
 			const warn = page.locator('[data-testid="register-result"][data-kind="warn"]');
 			await warn.waitFor();
@@ -561,25 +402,4 @@ async function main() {
 	}
 }
 
-async function stopCluster() {
-	// SIGTERM first (an orderly stop), SIGKILL of the tree if it lingers.
-	for (const n of started) if (n.proc.exitCode === null) n.proc.kill('SIGTERM');
-	const end = Date.now() + 10_000;
-	for (const n of started) {
-		while (n.proc.exitCode === null && n.proc.signalCode === null && Date.now() < end) await sleep(50);
-		if (n.proc.exitCode === null && n.proc.signalCode === null) kill9Tree(n.proc.pid);
-	}
-	fs.rmSync(tmp, { recursive: true, force: true });
-}
-
-let code = 0;
-try {
-	await main();
-} catch (e) {
-	code = 1;
-	if (!failures) console.log(`not ok - ${String(e.stack || e)}`);
-} finally {
-	await stopCluster();
-}
-console.log(code ? `# FAILED (logs: tests/artifacts/browser-*.log)` : `# all ${stepNo} steps passed`);
-process.exit(code);
+await run(main);

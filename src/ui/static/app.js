@@ -11,6 +11,14 @@
 //     or dropped), the page polls instead, often enough that a change shows
 //     within 2 s, and retries the stream with backoff;
 //   - the selected backend receives every view request and every action.
+// Who the page talks to is the security boundary (issue 12): only the
+// backends the ui process lists (ui_backends, configured by the operator)
+// and origins the operator approved here. A backend named anywhere else
+// (a link's #backend=, the Add form, an old saved list, a node's answer) is
+// a proposal: nothing at all is sent to it until the operator approves its
+// exact origin. API tokens are kept per origin and sent to that origin
+// only. The page's policy (src/ui/csp.c) lets the browser enforce the same
+// list: approved origins reach the ui process in the ps_connect cookie.
 // Everything that came from the network is inserted with textContent, never
 // as HTML.
 
@@ -47,8 +55,26 @@ const ACTIVITY_MAX = 12;
 const CONFIRM_MS = 4000;
 const DEFAULT_BACKENDS = '127.0.0.1:4401-4405';
 const STATUSES = ['active', 'suspect', 'inactive', 'disabled', 'left'];
-// Where the API token is kept: this tab's session only, never on disk.
-const TOKEN_KEY = 'proxystone.apiToken';
+// API tokens, {origin: token}: this tab's session only, never on disk.
+const TOKENS_KEY = 'proxystone.apiTokens';
+// The one global token of earlier versions: removed unread, never sent.
+const OLD_TOKEN_KEY = 'proxystone.apiToken';
+// Origins the operator approved beyond ui_backends: kept on disk, so an
+// approval is asked once per browser.
+const APPROVED_KEY = 'proxystone.approvedOrigins';
+// What earlier versions stored (an added backend, or a link's #backend=):
+// proposals only, removed as the operator decides.
+const OLD_ADDED_KEY = 'proxystone.addedBackends';
+// The cookie that lists approved origins for the page's policy, and its
+// bound (CSP_COOKIE and CSP_APPROVED_MAX in include/proxystone/csp.h).
+const POLICY_COOKIE = 'ps_connect';
+const APPROVED_MAX = 16;
+// Cookie lifetime: Chrome's upper bound (400 days); the page rewrites it
+// on every load anyway.
+const POLICY_COOKIE_AGE_S = 400 * 86400;
+// The policy list this tab last reloaded for: one reload per change, so a
+// ui that refuses an origin cannot make the page reload forever.
+const POLICY_RELOAD_KEY = 'proxystone.policyReload';
 
 // ---- State ----------------------------------------------------------------
 
@@ -68,15 +94,55 @@ const state = {
 	expanded: new Set(),
 	activity: [],
 	pending: { service: false, register: false },
-	token: readToken(),
-	tokenAsked: false,
+	tokens: readTokens(), // origin -> API token
+	tokenFor: null, // origin the token box edits (null: the selected one)
+	tokenAsked: new Set(), // origins whose 401 opened the token box
+	configured: new Set(), // origins from ui_backends: approved by the operator's config
+	approved: readApproved(), // origins approved in this browser
+	inPolicy: new Set(), // origins this page's policy lets it reach (see start())
+	proposals: [], // {origin, why}: waiting for approve / dismiss
 };
 
-function readToken() {
+function readTokens() {
 	try {
-		return sessionStorage.getItem(TOKEN_KEY) || '';
+		sessionStorage.removeItem(OLD_TOKEN_KEY);
+		localStorage.removeItem(OLD_TOKEN_KEY);
+		const v = JSON.parse(sessionStorage.getItem(TOKENS_KEY) || '{}');
+		const out = new Map();
+		if (v && typeof v === 'object' && !Array.isArray(v)) {
+			for (const [o, t] of Object.entries(v))
+				if (typeof t === 'string' && t && originOf(o) === o) out.set(o, t);
+		}
+		return out;
 	} catch {
-		return '';
+		return new Map();
+	}
+}
+
+function saveTokens() {
+	try {
+		if (state.tokens.size) sessionStorage.setItem(TOKENS_KEY, JSON.stringify(Object.fromEntries(state.tokens)));
+		else sessionStorage.removeItem(TOKENS_KEY);
+	} catch {
+		// Storage disabled: tokens last until the page is reloaded.
+	}
+}
+
+function readApproved() {
+	try {
+		const v = JSON.parse(localStorage.getItem(APPROVED_KEY) || '[]');
+		return new Set(Array.isArray(v) ? v.filter((o) => typeof o === 'string' && originOf(o) === o).slice(0, APPROVED_MAX) : []);
+	} catch {
+		return new Set();
+	}
+}
+
+function saveApproved() {
+	try {
+		if (state.approved.size) localStorage.setItem(APPROVED_KEY, JSON.stringify([...state.approved]));
+		else localStorage.removeItem(APPROVED_KEY);
+	} catch {
+		// Storage disabled: approvals last for this visit.
 	}
 }
 
@@ -146,13 +212,41 @@ function hostPort(url) {
 	}
 }
 
-function normUrl(u) {
+// The exact origin "scheme://host:port" of an http(s) URL, the port always
+// written out (it is what the operator approves and what the policy
+// lists); null for anything else.
+function originOf(u) {
+	let x;
 	try {
-		const x = new URL(u);
-		return `${x.protocol}//${x.host}`;
+		x = new URL(String(u));
 	} catch {
-		return String(u || '').replace(/\/+$/, '');
+		return null;
 	}
+	if (x.protocol !== 'http:' && x.protocol !== 'https:') return null;
+	if (!x.hostname) return null;
+	const port = x.port || (x.protocol === 'https:' ? '443' : '80');
+	return `${x.protocol}//${x.hostname}:${port}`;
+}
+
+// A backend's key: its origin ('' if it has none).
+function normUrl(u) {
+	return originOf(u) || '';
+}
+
+// ---- Approval: who the page may talk to -------------------------------------------
+
+function isApproved(origin) {
+	return !!origin && (state.configured.has(origin) || state.approved.has(origin));
+}
+
+// The one check before any request, event stream or token goes anywhere.
+function mayContact(url) {
+	return isApproved(normUrl(url));
+}
+
+function tokenOf(url) {
+	const o = normUrl(url);
+	return (isApproved(o) && state.tokens.get(o)) || '';
 }
 
 function relTime(ms) {
@@ -221,6 +315,8 @@ function describeError(r) {
 
 // Resolves (never rejects) to {ok, status, json, rtt, networkError}.
 async function api(base, method, path, body) {
+	if (!mayContact(base))
+		return { ok: false, status: 0, json: null, rtt: null, networkError: 'not approved' };
 	const ctl = new AbortController();
 	const timer = setTimeout(() => ctl.abort(), REQUEST_TIMEOUT_MS);
 	const init = { method, signal: ctl.signal, cache: 'no-store', headers: {} };
@@ -230,8 +326,9 @@ async function api(base, method, path, body) {
 	}
 	// Nodes with api_token want it on writes (and reads with
 	// api_token_reads). An event stream cannot carry it: with reads
-	// protected, the page polls.
-	if (state.token) init.headers.Authorization = `Bearer ${state.token}`;
+	// protected, the page polls. Only the token entered for this origin.
+	const token = tokenOf(base);
+	if (token) init.headers.Authorization = `Bearer ${token}`;
 	const t0 = performance.now();
 	try {
 		const res = await fetch(base + path, init);
@@ -296,47 +393,150 @@ function localizeHost(host) {
 	return host;
 }
 
-function addedBackends() {
+// Backends an earlier version saved: they may come from a link, so they are
+// proposals like any other.
+function oldAddedBackends() {
 	try {
-		const v = JSON.parse(localStorage.getItem('proxystone.addedBackends') || '[]');
+		const v = JSON.parse(localStorage.getItem(OLD_ADDED_KEY) || '[]');
 		return Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [];
 	} catch {
 		return [];
 	}
 }
 
-function saveAddedBackends() {
+function forgetOldAdded(origin) {
 	try {
-		const added = state.backends.filter((b) => b.source === 'added').map((b) => b.url);
-		localStorage.setItem('proxystone.addedBackends', JSON.stringify(added));
+		const left = oldAddedBackends().filter((u) => normUrl(u) !== origin);
+		if (left.length) localStorage.setItem(OLD_ADDED_KEY, JSON.stringify(left));
+		else localStorage.removeItem(OLD_ADDED_KEY);
 	} catch {
-		// Storage may be disabled; added backends then last for this visit.
+		// Storage disabled: nothing was saved either.
 	}
 }
 
+// Watches an approved backend; anything else becomes a proposal.
 function addBackend(url, source) {
 	const n = normUrl(url);
 	let b = backendByUrl(n);
 	if (b) return b;
+	if (!isApproved(n)) {
+		propose(url, source);
+		return null;
+	}
 	if (state.backends.length >= MAX_BACKENDS) {
 		toast(`At most ${MAX_BACKENDS} backends are watched`, 'error');
 		return null;
 	}
-	b = newBackend(n, source);
+	b = newBackend(n, state.configured.has(n) ? 'scan' : 'added');
 	state.backends.push(b);
-	if (source === 'added') saveAddedBackends();
 	probe(b);
 	return b;
 }
 
+// "×" on an approved backend: stop watching it and withdraw the approval
+// (its token goes too).
 function removeBackend(b) {
 	stopStream(b);
 	clearTimeout(b.probeTimer);
 	clearTimeout(b.streamTimer);
 	state.backends = state.backends.filter((x) => x !== b);
-	saveAddedBackends();
+	if (state.approved.delete(b.url)) {
+		saveApproved();
+		writePolicyCookie();
+	}
+	if (state.tokens.delete(b.url)) saveTokens();
 	if (state.selected === b.url) select(null);
+	renderToken();
 	renderSoon();
+}
+
+// ---- Approval: proposals ----------------------------------------------------------------
+
+// why: 'link' (#backend= in the address), 'typed' (the Add form), 'saved'
+// (an earlier version's list), 'node' (named in a node's answer).
+function propose(url, why) {
+	const origin = originOf(url);
+	if (!origin) {
+		toast(`Not an http(s) address: ${String(url).slice(0, 80)}`, 'error');
+		return;
+	}
+	if (isApproved(origin)) {
+		addBackend(origin, 'added');
+		return;
+	}
+	if (state.proposals.some((p) => p.origin === origin)) return;
+	state.proposals.push({ origin, why });
+	renderProposals();
+	// Asked for from further down the page: show where the answer is.
+	if (why === 'node') $('proposals').scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+}
+
+function approve(origin) {
+	if (!state.proposals.some((p) => p.origin === origin)) return;
+	if (state.approved.size >= APPROVED_MAX) {
+		toast(`At most ${APPROVED_MAX} backends can be approved besides the configured ones: remove one (×) first`, 'error');
+		return;
+	}
+	state.proposals = state.proposals.filter((p) => p.origin !== origin);
+	state.approved.add(origin);
+	saveApproved();
+	forgetOldAdded(origin);
+	writePolicyCookie();
+	if (!state.inPolicy.has(origin)) {
+		// The policy this page was served with does not list it: reload,
+		// with the new cookie, and open it.
+		history.replaceState(null, '', `#${new URLSearchParams({ backend: origin })}`);
+		location.reload();
+		return;
+	}
+	renderProposals();
+	select(origin);
+}
+
+function dismiss(origin) {
+	state.proposals = state.proposals.filter((p) => p.origin !== origin);
+	forgetOldAdded(origin);
+	if (normUrl(readHashBackend()) === origin) writeHash();
+	renderProposals();
+}
+
+// The approved origins for the ui process's policy (src/ui/csp.c).
+function writePolicyCookie() {
+	const list = [...state.approved].join('|');
+	document.cookie = list
+		? `${POLICY_COOKIE}=${list}; Path=/; Max-Age=${POLICY_COOKIE_AGE_S}; SameSite=Lax`
+		: `${POLICY_COOKIE}=; Path=/; Max-Age=0; SameSite=Lax`;
+}
+
+// The origins the cookie listed when this page was requested: what the ui
+// process put in this page's policy besides ui_backends.
+function policyCookieOrigins() {
+	for (const part of document.cookie.split(';')) {
+		const [k, ...v] = part.trim().split('=');
+		if (k === POLICY_COOKIE) return v.join('=').split('|').map(normUrl).filter(Boolean);
+	}
+	return [];
+}
+
+// An approval made in another tab, or a cookie that expired or was
+// cleared: the policy lacks an approved origin. Write the cookie and
+// reload, once for a given list.
+function syncPolicy() {
+	const missing = [...state.approved].filter((o) => !state.inPolicy.has(o));
+	const want = [...state.approved].join('|');
+	try {
+		if (!missing.length) {
+			sessionStorage.removeItem(POLICY_RELOAD_KEY);
+			return false;
+		}
+		writePolicyCookie();
+		if (sessionStorage.getItem(POLICY_RELOAD_KEY) === want) return false;
+		sessionStorage.setItem(POLICY_RELOAD_KEY, want);
+	} catch {
+		return false;
+	}
+	location.reload();
+	return true;
 }
 
 // ---- Backends: probing --------------------------------------------------------
@@ -348,6 +548,7 @@ function probeSoon(b, delay = 0) {
 
 async function probe(b) {
 	clearTimeout(b.probeTimer);
+	if (!mayContact(b.url)) return;
 	if (b.probing) {
 		// The answer in flight may predate the change that asked for
 		// this probe: probe again as soon as it is in.
@@ -376,10 +577,10 @@ async function probe(b) {
 			b.problem = '';
 		} else {
 			b.problem = `${r.json.code}: ${r.json.message || ''}`;
-			// Reads are protected (api_token_reads): ask once.
-			if (r.status === 401 && !state.tokenAsked) {
-				state.tokenAsked = true;
-				askToken(`${hostPort(b.url)} wants an API token to be read`);
+			// Reads are protected (api_token_reads): ask once per origin.
+			if (r.status === 401 && !state.tokenAsked.has(b.url)) {
+				state.tokenAsked.add(b.url);
+				askToken(`${hostPort(b.url)} wants an API token to be read`, b.url);
 			}
 		}
 		if (!b.es && !b.streamTimer) connectStream(b);
@@ -429,7 +630,7 @@ function stopStream(b) {
 function connectStream(b) {
 	clearTimeout(b.streamTimer);
 	b.streamTimer = null;
-	if (b.es) return;
+	if (b.es || !mayContact(b.url)) return;
 	if (typeof EventSource === 'undefined') {
 		b.stream = 'polling';
 		return;
@@ -520,18 +721,30 @@ function statusTone(s) {
 
 // ---- Selection ----------------------------------------------------------------
 
-function select(url) {
+// Operates on url; true if it is now the selected backend. An origin not
+// approved yet becomes a proposal (why: see propose()) and nothing changes.
+function select(url, why = 'link') {
 	const n = url ? normUrl(url) : null;
-	if (n === state.selected) return;
-	if (n && !backendByUrl(n)) addBackend(n, 'added');
+	if (url && !n) {
+		propose(url, why);
+		return false;
+	}
+	if (n === state.selected) return true;
+	if (n && !isApproved(n)) {
+		propose(n, why);
+		return false;
+	}
+	if (n && !backendByUrl(n) && !addBackend(n, 'added')) return false;
 	state.selected = n;
 	state.gen++;
 	state.view = emptyView();
 	state.confirm = { id: null, until: 0 };
 	writeHash();
 	clearRegisterResult();
+	renderToken();
 	renderAll();
 	scheduleViews(0);
+	return true;
 }
 
 function writeHash() {
@@ -547,6 +760,10 @@ function readHash() {
 	const p = new URLSearchParams(location.hash.slice(1));
 	for (const k of Object.keys(state.filters)) state.filters[k] = p.get(k) || '';
 	return p.get('backend');
+}
+
+function readHashBackend() {
+	return new URLSearchParams(location.hash.slice(1)).get('backend');
 }
 
 // ---- Views of the selected backend ----------------------------------------------
@@ -648,7 +865,7 @@ function streamInfo(b) {
 		return { cls: 'connecting', label: 'connecting', title: 'Opening the event stream…' };
 	default: {
 		const retry = b.streamRetryAt > Date.now() ? ` Retrying the stream in ${Math.ceil((b.streamRetryAt - Date.now()) / 1000)} s.` : '';
-		const why = state.token ? ' (if this node wants the API token for reads: a browser event stream cannot send it)' : '';
+		const why = tokenOf(b.url) ? ' (if this node wants the API token for reads: a browser event stream cannot send it)' : '';
 		return { cls: 'polling', label: 'polling', title: `Event stream unavailable${why}: polling every ${PROBE_FALLBACK_MS / 1000} s.${retry}` };
 	}
 	}
@@ -787,7 +1004,7 @@ function renderBanner() {
 		el.className = 'banner banner-info';
 		el.replaceChildren(
 			h('span', null, 'Worker: the node list is its replica of the coordinator’s registry; registrations and removals go to the coordinator at '),
-			h('button', { type: 'button', class: 'link-btn mono', onclick: () => select(coordUrl) }, hostPort(coordUrl)),
+			h('button', { type: 'button', class: 'link-btn mono', onclick: () => select(coordUrl, 'node') }, hostPort(coordUrl)),
 			'.');
 		return;
 	}
@@ -1061,7 +1278,7 @@ async function setServing(enable) {
 		if (b.status && b.status.serviceStatus && r.json.status) Object.assign(b.status.serviceStatus, r.json.status);
 		probeSoon(b);
 	} else if (r.status === 401) {
-		askToken(`${hostPort(b.url)}: ${describeError(r)}`);
+		askToken(`${hostPort(b.url)}: ${describeError(r)}`, b.url);
 	} else {
 		toast(`${hostPort(b.url)}: ${describeError(r)}`, 'error');
 	}
@@ -1092,10 +1309,10 @@ async function removeNode(n) {
 		const coord = r.json.details && r.json.details.coordinatorUrl;
 		toast(`${hostPort(b.url)} is a worker: only the coordinator removes nodes.`, 'error', coord ? {
 			label: `Switch to ${hostPort(coord)}`,
-			run: () => select(coord),
+			run: () => select(coord, 'node'),
 		} : null);
 	} else if (r.status === 401) {
-		askToken(`Could not remove ${shortId(n.id)}: ${describeError(r)}`);
+		askToken(`Could not remove ${shortId(n.id)}: ${describeError(r)}`, b.url);
 	} else {
 		toast(`Could not remove ${shortId(n.id)}: ${describeError(r)}`, 'error');
 	}
@@ -1189,8 +1406,8 @@ async function register(ev) {
 	if (r.status === 401) {
 		showRegisterResult('error', `API token needed · ${j.code || 401}`,
 			h('p', null, j.message || ''),
-			h('p', null, h('button', { type: 'button', class: 'btn btn-primary btn-small', onclick: () => askToken() }, state.token ? 'Change the API token' : 'Enter the API token')));
-		askToken();
+			h('p', null, h('button', { type: 'button', class: 'btn btn-primary btn-small', onclick: () => askToken(null, b.url) }, tokenOf(b.url) ? 'Change the API token' : 'Enter the API token')));
+		askToken(null, b.url);
 		return;
 	}
 	if (j.code === 'NOT_COORDINATOR') {
@@ -1200,9 +1417,9 @@ async function register(ev) {
 			coord ? h('p', null, h('button', {
 				type: 'button', class: 'btn btn-primary btn-small',
 				onclick: () => {
-					select(coord);
-					// Keep the form; send it to the coordinator.
-					setTimeout(() => form.requestSubmit(), 0);
+					// Keep the form; send it to the coordinator (once
+					// it is approved, if it is not yet).
+					if (select(coord, 'node')) setTimeout(() => form.requestSubmit(), 0);
 				},
 			}, `Send to the coordinator at ${hostPort(coord)}`)) : null);
 		return;
@@ -1244,31 +1461,82 @@ function toast(text, kind, action) {
 
 // ---- API token ---------------------------------------------------------------------
 
-// Opens the token box (a write was refused with 401).
-function askToken(message) {
-	if (message) toast(`${message}. Enter the API token, then try again.`, 'error');
+// The origin the token box is about: the one that asked, else the
+// selected backend.
+function tokenTarget() {
+	return state.tokenFor || state.selected;
+}
+
+// Opens the token box for origin (a request to it was refused with 401).
+function askToken(message, origin) {
+	if (message) toast(`${message}. Enter its API token, then try again.`, 'error');
+	state.tokenFor = origin ? normUrl(origin) : null;
+	renderToken();
 	const box = $('token-box');
 	box.open = true;
 	$('token-input').focus();
 }
 
-function setToken(t) {
-	state.token = t;
-	try {
-		if (t) sessionStorage.setItem(TOKEN_KEY, t);
-		else sessionStorage.removeItem(TOKEN_KEY);
-	} catch {
-		// Storage disabled: the token lasts until the page is reloaded.
-	}
+// The token for one approved origin ('' forgets it).
+function setToken(origin, t) {
+	if (!isApproved(origin)) return;
+	if (t) state.tokens.set(origin, t);
+	else state.tokens.delete(origin);
+	saveTokens();
 	renderToken();
-	for (const b of state.backends) probeSoon(b);
-	scheduleViews(0);
+	const b = backendByUrl(origin);
+	if (b) probeSoon(b);
+	if (origin === state.selected) scheduleViews(0);
 }
 
 function renderToken() {
 	const box = $('token-box');
-	box.dataset.set = state.token ? 'true' : 'false';
-	$('token-state').textContent = state.token ? 'API token set' : 'No API token';
+	const sel = state.selected;
+	const set = !!(sel && tokenOf(sel));
+	box.dataset.set = set ? 'true' : 'false';
+	// The target pill next to it names the selected backend; the title
+	// says whose token this is.
+	$('token-state').textContent = set ? 'API token set' : 'No API token';
+	box.querySelector('summary').title = sel
+		? `${set ? 'Bearer token sent' : 'No bearer token is sent'} to ${sel} (its api_token); every backend has its own`
+		: 'Bearer token for the selected backend (its api_token)';
+	const target = tokenTarget();
+	box.dataset.origin = target || '';
+	$('token-origin').textContent = target || 'no backend selected';
+	$('token-input').disabled = !target;
+	$('token-form').querySelector('button[type="submit"]').disabled = !target;
+	$('token-forget').disabled = !(target && tokenOf(target));
+}
+
+// ---- Approval: rendering -----------------------------------------------------------
+
+const PROPOSAL_WHY = {
+	link: 'A link asks this dashboard to connect to',
+	typed: 'You asked to add',
+	saved: 'An earlier version of this dashboard saved',
+	node: 'A node names this backend:',
+};
+
+function renderProposals() {
+	const box = $('proposals');
+	box.hidden = state.proposals.length === 0;
+	box.replaceChildren(...state.proposals.map((p) => h('div', {
+		class: 'proposal', role: 'alertdialog', 'aria-labelledby': `prop-${p.origin}`,
+		dataset: { testid: 'proposal', origin: p.origin, why: p.why },
+	},
+	h('div', { class: 'proposal-icon', 'aria-hidden': 'true' }, '?'),
+	h('div', { class: 'proposal-body' },
+		h('h2', { id: `prop-${p.origin}` }, 'Connect to a backend that is not configured?'),
+		h('p', null, PROPOSAL_WHY[p.why] || PROPOSAL_WHY.link),
+		h('p', { class: 'proposal-origin mono', dataset: { testid: 'proposal-origin' } }, p.origin),
+		h('p', { class: 'hint' },
+			'Nothing has been sent there: no probe, no event stream, no API token. ',
+			'Approve only if you run a Proxy Stone node at exactly this address. ',
+			'Approving remembers it in this browser and sends requests without a token; ',
+			'a token you enter for it goes to it alone.')),
+	h('div', { class: 'proposal-actions' },
+		h('button', { type: 'button', class: 'btn btn-ghost', dataset: { action: 'dismiss' }, onclick: () => dismiss(p.origin) }, 'Dismiss'),
+		h('button', { type: 'button', class: 'btn btn-primary', dataset: { action: 'approve' }, onclick: () => approve(p.origin) }, 'Approve and connect')))));
 }
 
 // ---- Filters -----------------------------------------------------------------------
@@ -1323,7 +1591,7 @@ function wire() {
 			else state.expanded.add(n.id);
 			renderNodes();
 		} else if (btn.dataset.action === 'open') {
-			select(n.url);
+			select(n.url, 'node');
 		} else if (btn.dataset.action === 'remove') {
 			removeNode(n);
 		}
@@ -1357,17 +1625,28 @@ function wire() {
 	});
 	$('token-form').addEventListener('submit', (e) => {
 		e.preventDefault();
+		const origin = tokenTarget();
 		const t = $('token-input').value.trim();
 		$('token-input').value = '';
 		$('token-box').open = false;
-		setToken(t);
-		toast(t ? 'API token set: it goes with every request from this tab' : 'API token cleared', 'ok');
+		if (!origin) return;
+		setToken(origin, t);
+		toast(t ? `API token set for ${origin}: it goes to that origin only` : `API token for ${origin} cleared`, 'ok');
 	});
 	$('token-forget').addEventListener('click', () => {
+		const origin = tokenTarget();
 		$('token-input').value = '';
 		$('token-box').open = false;
-		setToken('');
-		toast('API token forgotten', 'ok');
+		if (!origin) return;
+		setToken(origin, '');
+		toast(`API token for ${origin} forgotten`, 'ok');
+	});
+	// Opened by hand, the box is about the selected backend.
+	$('token-box').addEventListener('toggle', () => {
+		if (!$('token-box').open) {
+			state.tokenFor = null;
+			renderToken();
+		}
 	});
 	$('add-backend-form').addEventListener('submit', (e) => {
 		e.preventDefault();
@@ -1377,15 +1656,21 @@ function wire() {
 			toast('Give a backend as host:port (or host:port-port)', 'error');
 			return;
 		}
-		for (const u of urls) addBackend(u, 'added');
+		for (const u of urls) addBackend(u, 'typed');
 		input.value = '';
 		renderSoon();
 	});
 	window.addEventListener('hashchange', () => {
 		const want = readHash();
 		syncFilterInputs();
-		if (want && normUrl(want) !== state.selected) select(want);
+		if (want && normUrl(want) !== state.selected) select(want, 'link');
 		else scheduleViews(0);
+	});
+	// The browser refused a connection the policy does not list (an
+	// approval from another tab not yet in this page's policy): say so.
+	document.addEventListener('securitypolicyviolation', (e) => {
+		if (e.effectiveDirective !== 'connect-src') return;
+		toast(`The page's policy blocked ${normUrl(e.blockedURI) || e.blockedURI}: reload the page`, 'error');
 	});
 	// Relative times tick; the views' clock does not depend on data.
 	setInterval(() => {
@@ -1408,15 +1693,21 @@ function wire() {
 
 async function main() {
 	wire();
-	renderToken();
 	const wanted = readHash();
 	syncFilterInputs();
 	const cfg = await loadConfig();
 	state.spec = cfg.backends;
 	state.clusterId = cfg.clusterId;
-	for (const u of parseBackends(cfg.backends)) addBackend(u, 'scan');
-	for (const u of addedBackends()) addBackend(u, 'added');
-	if (wanted) select(wanted);
+	// What the ui process lists, the operator configured: approved.
+	const configured = parseBackends(cfg.backends);
+	for (const u of configured) state.configured.add(normUrl(u));
+	for (const o of [...configured.map(normUrl), ...policyCookieOrigins()]) state.inPolicy.add(o);
+	if (syncPolicy()) return; // reloading
+	renderToken();
+	for (const u of configured) addBackend(u, 'scan');
+	for (const o of state.approved) addBackend(o, 'added');
+	for (const u of oldAddedBackends()) addBackend(u, 'saved');
+	if (wanted) select(wanted, 'link');
 	renderAll();
 }
 
