@@ -1575,6 +1575,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			{ "proxystone_gossip_dropped_total", "reason=\"misdirected\"", "Gossip datagrams dropped", (double)gs.dropped_misdirected },
 			{ "proxystone_gossip_dropped_total", "reason=\"queue_full\"", "Gossip datagrams dropped", (double)(gs.dropped_outq + gs.dropped_events + gs.dropped_relays) },
 			{ "proxystone_gossip_dropped_total", "reason=\"auth\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_auth_failures(m->gossip) : 0.0 },
+			{ "proxystone_gossip_dropped_total", "reason=\"replay\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_replayed(m->gossip) : 0.0 },
+			{ "proxystone_gossip_dropped_total", "reason=\"stale\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_stale(m->gossip) : 0.0 },
 			{ "proxystone_gossip_send_errors_total", NULL, "Gossip datagrams the socket refused", m->gossip ? (double)gossip_send_errors(m->gossip) : 0.0 },
 			{ "proxystone_gossip_members", "status=\"alive\"", "Members in the gossip table", (double)gs.alive },
 			{ "proxystone_gossip_members", "status=\"suspect\"", "Members in the gossip table", (double)gs.suspect },
