@@ -66,7 +66,9 @@ struct config {
 	double ipc_timeout;                /* ipc_timeout, seconds */
 	int log_level;                     /* log_level: enum log_level */
 	char api_token[CONFIG_STR_MAX];    /* api_token: "" = no authentication */
-	char gossip_keys[8 * 65 + 1];      /* gossip_key: keyring, hex keys comma-separated, primary first */
+	char gossip_keys[8 * 65 + 1];      /* gossip_key: keyring, hex keys comma-separated, primary first
+					    * (or, once main() loaded it, gossip_keyring_file's keys) */
+	char gossip_keyring_file[CONFIG_PATH_MAX]; /* gossip_keyring_file: path; created at first start */
 	bool api_token_reads;              /* api_token_reads: reads need it too */
 };
 

@@ -3,6 +3,13 @@
  * and a libev loop: datagrams and timer expiries in, datagrams and member
  * events out. Everything protocol-related lives in swim.c; this file only
  * moves bytes and time.
+ *
+ * With a keyring, every datagram is sealed (gossip_crypto.h) with our
+ * member id, a random boot value and a sequence number; what arrives must
+ * authenticate and pass the replay window (replay.h) before swim sees it.
+ * Authentication trouble is logged (at most a line per peer and minute)
+ * and answered with GOSSIP_AUTH_NOTICE so the peer logs it too. Without a
+ * keyring, a warning says so at start and every hour.
  */
 #ifndef PROXYSTONE_GOSSIP_H
 #define PROXYSTONE_GOSSIP_H
@@ -47,8 +54,13 @@ bool gossip_leave_done(struct gossip *g);
 struct swim *gossip_swim(struct gossip *g);
 /* Datagrams the socket failed to send (full buffer, unreachable). */
 uint64_t gossip_send_errors(const struct gossip *g);
-/* Datagrams dropped because no key of the ring authenticated them. */
+/* Datagrams dropped because no key of the ring authenticated them (or,
+ * without a ring, because they were sealed). */
 uint64_t gossip_auth_failures(const struct gossip *g);
+/* Authenticated datagrams dropped by the replay window (replay.h): seen
+ * before (replayed), or older than the window (stale). */
+uint64_t gossip_replayed(const struct gossip *g);
+uint64_t gossip_stale(const struct gossip *g);
 
 /* Parses "a.b.c.d" or "localhost" into host-order IPv4. 0 or -EINVAL. */
 int gossip_parse_ipv4(const char *host, uint32_t *out);

@@ -1,6 +1,7 @@
 /* routes — HTTP ⇄ ipc.proto translation; see include/proxystone/routes.h. */
 #include "proxystone/routes.h"
 #include "proxystone/config.h"
+#include "proxystone/gossip_crypto.h"
 #include "proxystone/json.h"
 #include "proxystone/timeutil.h"
 
@@ -644,6 +645,22 @@ static void write_service(struct json_writer *w, const Ps__ServiceStatus *s,
 	jw_object_end(w);
 }
 
+/* How gossip is protected, from the configuration this node started with
+ * (the keyring file, if any, was loaded into it before the fork):
+ * "keyring" (sealed and replay-checked), "unauthenticated" (plaintext:
+ * anyone who reaches the UDP port can forge membership) or "off". */
+static void write_gossip_security(struct json_writer *w,
+				  const struct config *cfg)
+{
+	size_t keys = gossip_keyring_count(cfg->gossip_keys);
+	jw_key(w, "gossipSecurity");
+	jw_string(w, cfg->gossip_port == 0 ? "off"
+		     : keys		    ? "keyring"
+					    : "unauthenticated");
+	jw_key(w, "gossipKeys");
+	jw_int(w, (long long)keys);
+}
+
 static void write_health(struct json_writer *w, const Ps__Reply *r,
 			 double rtt_ms, int64_t now_ms)
 {
@@ -764,6 +781,7 @@ int route_render_reply(const struct route_match *m, const Ps__Reply *r,
 			jw_key(&w, "serviceStatus");
 			write_service(&w, r->service, "startTime");
 		}
+		write_gossip_security(&w, cfg);
 		break;
 	case ROUTE_HEALTH:
 		write_health(&w, r, rtt_ms, now_ms);

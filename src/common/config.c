@@ -354,6 +354,11 @@ int config_set(struct config *c, const char *key, const char *v,
 				    "must be 64 hex digits, or several comma-separated%s",
 				    "");
 		strcpy(c->gossip_keys, v);
+	} else if (!strcmp(key, "gossip_keyring_file")) {
+		if (!*v || strlen(v) >= sizeof(c->gossip_keyring_file))
+			return fail(err, errlen, where, key,
+				    "'%s' is not a path (1-255 bytes)", v);
+		strcpy(c->gossip_keyring_file, v);
 	} else if (!strcmp(key, "api_token_reads")) {
 		if (parse_bool(v, &b))
 			return fail(err, errlen, where, key,
@@ -470,6 +475,11 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		snprintf(c->coordinator_gossip, sizeof(c->coordinator_gossip),
 			 "%.*s:%d", (int)(colon - c->cluster_ip), c->cluster_ip,
 			 port);
+	}
+	if (c->gossip_keys[0] && c->gossip_keyring_file[0]) {
+		snprintf(err, errlen, "%s: gossip_key and gossip_keyring_file are both set; keep one",
+			 c->path[0] ? c->path : "config");
+		return -EINVAL;
 	}
 	if (c->role == ROLE_WORKER && !c->cluster_ip[0]) {
 		snprintf(err, errlen, "%s: cluster_ip: a worker needs the coordinator's host:port",

@@ -6,6 +6,7 @@
  * defaults, the --config file and the flags are applied in that order.
  */
 #include "proxystone/config.h"
+#include "proxystone/gossip_crypto.h"
 #include "proxystone/log.h"
 #include "proxystone/supervisor.h"
 
@@ -36,6 +37,7 @@ enum flag_id {
 	F_LOG_LEVEL,
 	F_HELP,
 	F_VERSION,
+	F_GEN_KEY,
 	F_COUNT
 };
 
@@ -60,11 +62,13 @@ static const struct flag {
 		     "debug, info, warn or error (default info)"},
     [F_HELP] = {"help", NULL, NULL, "print this help and exit"},
     [F_VERSION] = {"version", NULL, NULL, "print the version and exit"},
+    [F_GEN_KEY] = {"gen-key", NULL, NULL,
+		   "print a new random gossip key (64 hex digits) and exit"},
 };
 
 struct args {
 	const char *value[F_COUNT]; /* last value given per flag, or NULL */
-	bool help, version;
+	bool help, version, gen_key;
 };
 
 static void usage(FILE *out)
@@ -109,6 +113,8 @@ static int args_parse(int argc, char **argv, struct args *a, char *err,
 				a->help = true;
 			else if (id == F_VERSION)
 				a->version = true;
+			else if (id == F_GEN_KEY)
+				a->gen_key = true;
 			else
 				a->value[id] = optarg;
 		} else if (c == ':') {
@@ -194,6 +200,27 @@ static int mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
 	return 0;
 }
 
+/* Reads (or, at first start, creates) gossip_keyring_file into the
+ * config's keyring text, before the children fork and inherit it. The
+ * keys are never logged. */
+static int keyring_load(struct config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->gossip_keyring_file[0])
+		return 0;
+	bool created;
+	int rc = gossip_keyring_file_load(cfg->gossip_keyring_file,
+					  cfg->gossip_keys,
+					  sizeof(cfg->gossip_keys), &created,
+					  err, errlen);
+	if (rc)
+		return rc;
+	size_t keys = gossip_keyring_count(cfg->gossip_keys);
+	log_info("gossip keyring: %s %s (%zu key%s)",
+		 created ? "created" : "loaded", cfg->gossip_keyring_file, keys,
+		 keys == 1 ? "" : "s");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct args a;
@@ -212,6 +239,17 @@ int main(int argc, char **argv)
 		return EXIT_SUCCESS;
 	}
 
+	if (a.gen_key) {
+		char key[2 * GOSSIP_KEY_LEN + 1];
+		gossip_key_generate(key);
+		if (!key[0]) {
+			fprintf(stderr, "proxystone: libsodium is unusable\n");
+			return EXIT_FAILURE;
+		}
+		printf("%s\n", key);
+		return EXIT_SUCCESS;
+	}
+
 	static struct config cfg;
 	if (config_build(&a, &cfg, err, sizeof(err))) {
 		fprintf(stderr, "proxystone: %s\n", err);
@@ -220,6 +258,10 @@ int main(int argc, char **argv)
 	log_set_level((enum log_level)cfg.log_level);
 	if (mkdir_p(cfg.data_dir, DATA_DIR_MODE, err, sizeof(err))) {
 		fprintf(stderr, "proxystone: %s\n", err);
+		return EXIT_FAILURE;
+	}
+	if (keyring_load(&cfg, err, sizeof(err))) {
+		fprintf(stderr, "proxystone: gossip_keyring_file: %s\n", err);
 		return EXIT_FAILURE;
 	}
 	return sup_run(&cfg, argc, argv) ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -58,6 +58,7 @@ static void check_config(const struct config *c)
 	CHECK_STR(c, socket_path);
 	CHECK_STR(c, api_token);
 	CHECK_STR(c, gossip_keys);
+	CHECK_STR(c, gossip_keyring_file);
 	if (strlen(c->socket_path) >=
 	    sizeof(((struct sockaddr_un *)0)->sun_path))
 		die("socket_path does not fit sun_path", c->socket_path);

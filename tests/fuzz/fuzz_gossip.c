@@ -209,7 +209,9 @@ static void one_datagram(const uint8_t *b, size_t n, size_t from, bool leave)
 
 	/* sealed? the node opens it first and goes on with the plaintext */
 	size_t olen = 0;
-	int orc = gossip_open(&ring, b, n, open_buf, sizeof(open_buf), &olen);
+	struct gossip_seal_hdr hdr, back_hdr;
+	int orc = gossip_open(&ring, b, n, &hdr, open_buf, sizeof(open_buf),
+			      &olen);
 	if (orc == 0) {
 		if (olen + GOSSIP_SEAL_OVERHEAD != n)
 			die("gossip_open: plaintext length");
@@ -222,17 +224,21 @@ static void one_datagram(const uint8_t *b, size_t n, size_t from, bool leave)
 	/* seal + open round trip of whatever it is */
 	size_t slen = 0;
 	if (n <= SWIM_MTU_MAX) {
-		if (gossip_seal(&ring, b, n, seal_buf, sizeof(seal_buf), &slen))
+		struct gossip_seal_hdr mine = { .boot = n, .seq = n * 7 };
+		memset(mine.sender, 0x5a, sizeof(mine.sender));
+		if (gossip_seal(&ring, &mine, b, n, seal_buf, sizeof(seal_buf),
+				&slen))
 			die("gossip_seal refused a datagram");
-		static uint8_t back[SWIM_MTU_MAX];
+		static uint8_t back[SWIM_MTU_MAX + GOSSIP_SEAL_HDR_LEN];
 		size_t blen = 0;
-		if (gossip_open(&ring, seal_buf, slen, back, sizeof(back),
-				&blen) ||
-		    blen != n || memcmp(back, b, n))
+		if (gossip_open(&ring, seal_buf, slen, &back_hdr, back,
+				sizeof(back), &blen) ||
+		    blen != n || memcmp(back, b, n) ||
+		    memcmp(&back_hdr, &mine, sizeof(mine)))
 			die("seal + open does not round-trip");
 		seal_buf[slen / 2] ^= 0x20;
-		if (gossip_open(&ring, seal_buf, slen, back, sizeof(back),
-				&blen) != -EBADMSG)
+		if (gossip_open(&ring, seal_buf, slen, &back_hdr, back,
+				sizeof(back), &blen) != -EBADMSG)
 			die("a tampered datagram opened");
 	}
 

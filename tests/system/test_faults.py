@@ -799,15 +799,12 @@ def iso_to_epoch(s):
     return calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S"))
 
 
-class WallClockJumpTest(unittest.TestCase):
-    """The wall clock of the nodes (only theirs: an LD_PRELOAD shim shifts
-    CLOCK_REALTIME, gettimeofday and time in their processes; the machine's
-    clock is never touched) jumps an hour forward and then two hours back
-    while HTTP nodes heartbeat and a worker gossips. Nothing may be
-    declared failed, no child restarted; real failures are still found."""
+class WallShimTest(unittest.TestCase):
+    """Base for tests whose nodes run under the wall-clock shim: builds it,
+    starts nodes through it (shifted_node) and moves their clocks (jump).
+    No tests of its own."""
 
-    NODE_TIMEOUT = 4
-    WINDOW = 2 * NODE_TIMEOUT + 2  # watch long enough for a wrong expiry to show
+    NAME = "clock"  # temporary directory ps-<NAME>-, logs faults-<NAME>-<i>
 
     def setUp(self):
         if SANITIZE:
@@ -815,7 +812,7 @@ class WallClockJumpTest(unittest.TestCase):
         cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         if not cc:
             self.skipTest("no C compiler for the clock shim")
-        self.tmp = tempfile.mkdtemp(prefix="ps-clock-")
+        self.tmp = tempfile.mkdtemp(prefix=f"ps-{self.NAME}-")
         src = os.path.join(self.tmp, "wall.c")
         self.shim = os.path.join(self.tmp, "wall.so")
         with open(src, "w") as f:
@@ -828,7 +825,7 @@ class WallClockJumpTest(unittest.TestCase):
 
     def tearDown(self):
         for i, n in enumerate(getattr(self, "nodes", [])):
-            n.save_log(f"faults-clock-{i}")
+            n.save_log(f"faults-{self.NAME}-{i}")
             n.stop()
 
     def shifted_node(self, name, **kw):
@@ -848,6 +845,17 @@ class WallClockJumpTest(unittest.TestCase):
             os.pwrite(fd, struct.pack("<q", seconds), 0)
         finally:
             os.close(fd)
+
+
+class WallClockJumpTest(WallShimTest):
+    """The wall clock of the nodes (only theirs: an LD_PRELOAD shim shifts
+    CLOCK_REALTIME, gettimeofday and time in their processes; the machine's
+    clock is never touched) jumps an hour forward and then two hours back
+    while HTTP nodes heartbeat and a worker gossips. Nothing may be
+    declared failed, no child restarted; real failures are still found."""
+
+    NODE_TIMEOUT = 4
+    WINDOW = 2 * NODE_TIMEOUT + 2  # watch long enough for a wrong expiry to show
 
     def wall_of(self, node):
         return iso_to_epoch(node.get("/api/cluster/status").json()["status"]["lastSeen"])

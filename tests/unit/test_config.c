@@ -161,6 +161,29 @@ static void test_socket_path_bound(void **state)
 	assert_non_null(strstr(err, "socket_path"));
 }
 
+static void test_gossip_key_or_keyring_file(void **state)
+{
+	(void)state;
+	struct config c;
+	char err[256];
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "gossip_keyring_file",
+				    "var/gossip.keyring", "f:1", err,
+				    sizeof(err)),
+			 0);
+	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
+	assert_string_equal(c.gossip_keyring_file, "var/gossip.keyring");
+	assert_int_equal(config_set(&c, "gossip_key",
+				    "1111111111111111111111111111111111111111111111111111111111111111",
+				    "f:2", err, sizeof(err)),
+			 0);
+	assert_int_equal(config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "gossip_keyring_file"));
+	assert_int_equal(config_set(&c, "gossip_keyring_file", "", "f:3", err,
+				    sizeof(err)),
+			 -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -171,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_flag_where),
 		cmocka_unit_test(test_long_line_and_missing_file),
 		cmocka_unit_test(test_socket_path_bound),
+		cmocka_unit_test(test_gossip_key_or_keyring_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
