@@ -430,6 +430,17 @@ static size_t forge(uint8_t *buf, size_t cap, const struct swim_id *sender,
 	return (size_t)len;
 }
 
+/* Delivers forge()'s datagram to s, from 10.0.0.99:7946. */
+static void inject(struct swim *s, const struct swim_id *sender,
+		   uint64_t sender_inc, const struct swim_record *r, double now)
+{
+	struct swim_addr from = {0x0a000063, 7946};
+	uint8_t buf[1400];
+	size_t len = forge(buf, sizeof(buf), sender, sender_inc, r);
+
+	swim_recv(s, &from, buf, len, now);
+}
+
 struct rejects {
 	size_t n;
 	struct swim_reject last;
@@ -453,7 +464,7 @@ static void test_impossible_incarnations(void **state)
 	struct swim_record r;
 	struct swim_member_info mi;
 	struct rejects rj = {0};
-	uint8_t buf[1400], out[1400];
+	uint8_t out[1400];
 	size_t len;
 	struct swim_addr to;
 
@@ -473,8 +484,7 @@ static void test_impossible_incarnations(void **state)
 	r.addr = self;
 	r.status = SWIM_DEAD;
 	r.incarnation = UINT64_MAX;
-	len = forge(buf, sizeof(buf), &attacker, 1, &r);
-	swim_recv(s, &from, buf, len, 0.1);
+	inject(s, &attacker, 1, &r, 0.1);
 	swim_stats_get(s, &st);
 	assert_int_equal(st.dropped_inc_jump, 1);
 	assert_int_equal(st.refutes, 0);
@@ -488,12 +498,10 @@ static void test_impossible_incarnations(void **state)
 	/* Just past the jump bound: dropped too; at the bound: refuted,
 	 * one above what was heard. */
 	r.incarnation = SWIM_INC_JUMP_MAX + 1;
-	len = forge(buf, sizeof(buf), &attacker, 1, &r);
-	swim_recv(s, &from, buf, len, 0.2);
+	inject(s, &attacker, 1, &r, 0.2);
 	assert_int_equal(swim_self_incarnation(s), 0);
 	r.incarnation = SWIM_INC_JUMP_MAX;
-	len = forge(buf, sizeof(buf), &attacker, 1, &r);
-	swim_recv(s, &from, buf, len, 0.3);
+	inject(s, &attacker, 1, &r, 0.3);
 	swim_stats_get(s, &st);
 	assert_int_equal(st.dropped_inc_jump, 2);
 	assert_int_equal(st.refutes, 1);
@@ -505,27 +513,23 @@ static void test_impossible_incarnations(void **state)
 	r.addr = from;
 	r.status = SWIM_ALIVE;
 	r.incarnation = 5;
-	len = forge(buf, sizeof(buf), &attacker, 1, &r);
-	swim_recv(s, &from, buf, len, 0.4);
+	inject(s, &attacker, 1, &r, 0.4);
 	assert_int_equal(swim_member_status(s, &other), SWIM_ALIVE);
 	r.status = SWIM_DEAD;
 	r.incarnation = 5 + 2 * SWIM_INC_JUMP_MAX + 1;
-	len = forge(buf, sizeof(buf), &attacker, 1, &r);
-	swim_recv(s, &from, buf, len, 0.5);
+	inject(s, &attacker, 1, &r, 0.5);
 	assert_int_equal(swim_member_status(s, &other), SWIM_ALIVE);
 	/* A stranger above SWIM_INC_LIMIT is not even learned. */
 	fill_id(&r.id, 92);
 	r.status = SWIM_ALIVE;
 	r.incarnation = SWIM_INC_LIMIT + 1;
-	len = forge(buf, sizeof(buf), &attacker, 1, &r);
-	swim_recv(s, &from, buf, len, 0.6);
+	inject(s, &attacker, 1, &r, 0.6);
 	assert_int_equal(swim_member_status(s, &r.id), SWIM_NONE);
 	/* A sender misstating its own incarnation: nothing it says counts. */
 	r.id = other;
 	r.status = SWIM_DEAD;
 	r.incarnation = 6;
-	len = forge(buf, sizeof(buf), &attacker, UINT64_MAX, &r);
-	swim_recv(s, &from, buf, len, 0.7);
+	inject(s, &attacker, UINT64_MAX, &r, 0.7);
 	assert_int_equal(swim_member_status(s, &other), SWIM_ALIVE);
 	assert_int_equal(swim_member_find(s, &other, &mi), 0);
 	assert_true(mi.incarnation == 5);
@@ -533,8 +537,7 @@ static void test_impossible_incarnations(void **state)
 	assert_int_equal(st.dropped_inc_jump, 5);
 	assert_int_equal(rj.n, 5);
 	/* The last one was within bounds: applied. */
-	len = forge(buf, sizeof(buf), &attacker, 1, &r);
-	swim_recv(s, &from, buf, len, 0.8);
+	inject(s, &attacker, 1, &r, 0.8);
 	assert_int_equal(swim_member_status(s, &other), SWIM_DEAD);
 	while (len = sizeof(out), swim_pop_packet(s, &to, out, &len))
 		;
