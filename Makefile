@@ -15,13 +15,15 @@ SAN     ?=
 CC      ?= cc
 VERSION := 0.1.0
 
+# CFLAGS is the user's (make CFLAGS=-O0 keeps every flag below); the
+# language, warning and sanitizer flags the build requires are PS_CFLAGS.
 CFLAGS  ?= -O2 -g
+PS_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+             -Wmissing-prototypes -fno-strict-aliasing
 ifeq ($(SAN),1)
-CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+PS_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+PS_LDFLAGS := -fsanitize=address,undefined
 endif
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-           -Wmissing-prototypes -fno-strict-aliasing
 CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DPS_VERSION='"$(VERSION)"' -MMD -MP \
             -DPS_UI_DIR='"$(PREFIX)/share/proxystone/ui"'
 LDLIBS  += -lev -lprotobuf-c -luuid -lhttp_parser -lsodium -lm
@@ -51,17 +53,21 @@ all: $(BINS)
 deps:
 	@./tools/install-deps.sh
 
+# Generated sources are kept, not deleted as intermediates: a second make
+# with nothing changed does nothing.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: %.proto
 	@mkdir -p $(BUILD)/gen
 	protoc-c --c_out=$(BUILD)/gen $<
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PS_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PS_CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -69,15 +75,15 @@ $(LIB): $(LIB_OBJ)
 
 $(BINDIR)/proxystone: $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(LIB)
 	@mkdir -p $(BINDIR)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(PS_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BINDIR)/proxystone-dump: $(DUMP_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
 	@mkdir -p $(BINDIR)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(PS_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) $(PS_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 run: deps all
 	./tools/run-local.sh
@@ -122,10 +128,18 @@ system: all
 browser: all
 	cd tests/browser && npm ci --no-audit --no-fund --silent && node dashboard.test.mjs && node security.test.mjs
 
-install: all
+# Installs what `make` built (it compiles nothing, so `sudo make install`
+# never leaves root-owned objects). PREFIX may differ from the build's: the
+# binary finds the dashboard at <bin>/../share/proxystone/ui, and the
+# systemd unit's ExecStart is rewritten to $(PREFIX)/bin.
+install:
+	@for b in $(BINS); do [ -x $$b ] || { echo "install: $$b is not built; run make first" >&2; exit 1; }; done
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/proxystone/etc
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 etc/*.conf etc/proxystone.service $(DESTDIR)$(PREFIX)/share/proxystone/etc/
+	install -m 0644 etc/*.conf $(DESTDIR)$(PREFIX)/share/proxystone/etc/
+	sed 's#/usr/local/bin/proxystone#$(PREFIX)/bin/proxystone#' etc/proxystone.service \
+		> $(DESTDIR)$(PREFIX)/share/proxystone/etc/proxystone.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/proxystone/etc/proxystone.service
 	install -d $(DESTDIR)$(PREFIX)/share/proxystone/ui
 	install -m 0644 src/ui/static/index.html src/ui/static/app.js src/ui/static/style.css \
 		src/ui/static/favicon.svg $(DESTDIR)$(PREFIX)/share/proxystone/ui/
