@@ -46,6 +46,8 @@ struct registry {
 };
 
 void registry_init(struct registry *r, size_t metadata_max);
+/* Nodes holding more metadata than metadata_max. O(n): for start-up. */
+size_t registry_count_over_limit(const struct registry *r);
 void registry_fini(struct registry *r);
 struct reg_node *registry_find(const struct registry *r, const char *id);
 
@@ -78,7 +80,10 @@ void registry_set_status(struct registry *r, struct reg_node *n,
  */
 size_t registry_expire(struct registry *r, double now_mono, double timeout,
 		       const char *skip_id);
-/* Adds a copy of a node from a snapshot. -EINVAL duplicate or bad entry. */
+/* Adds a copy of a node from a snapshot, log or replica: validated as a
+ * registration, except that metadata over today's metadata_max (stored
+ * when the bound was larger) is kept, never dropped (see
+ * registry_count_over_limit()). -EINVAL duplicate or bad entry. */
 int registry_load_node(struct registry *r, const Ps__Node *pb,
 		       double now_mono);
 

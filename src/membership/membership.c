@@ -174,6 +174,7 @@ struct membership {
 	uint64_t n_replica_fetches, n_replica_failures, n_gossip_registered;
 	uint64_t n_requests, n_bad_frames, n_clients_rejected, n_overloaded;
 	uint64_t n_saves, n_save_failures, n_expired, n_snapshot_damaged;
+	size_t n_over_limit; /* nodes loaded over max_metadata_bytes */
 	double save_seconds;
 };
 
@@ -465,6 +466,7 @@ static int load_state(struct membership *m)
 	m->reg.version = snap->registry_version;
 	if (bad)
 		log_warn("snapshot: skipped %zu invalid entries", bad);
+
 	log_info("loaded snapshot: %zu nodes, registry version %llu",
 		 m->reg.n, (unsigned long long)m->reg.version);
 	ps__snapshot__free_unpacked(snap, NULL);
@@ -1734,6 +1736,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		} cs[] = {
 			{ "proxystone_registry_nodes", NULL, "Nodes in the registry", (double)m->reg.n },
 			{ "proxystone_registry_version", NULL, "Registry version", (double)m->reg.version },
+			{ "proxystone_registry_nodes_over_limit", NULL, "Nodes loaded with more metadata than max_metadata_bytes (kept as stored)", (double)m->n_over_limit },
 			{ "proxystone_ipc_requests_total", NULL, "Requests served by membership", (double)m->n_requests },
 			{ "proxystone_membership_ipc_errors_total", "reason=\"bad_frame\"", "IPC errors", (double)m->n_bad_frames },
 			{ "proxystone_membership_ipc_errors_total", "reason=\"overloaded\"", "IPC errors", (double)m->n_overloaded },
@@ -2002,6 +2005,10 @@ int membership_main(const struct config *cfg, int sup_fd)
 	int rc = load_state(m);
 	if (!rc)
 		rc = wal_start(m);
+	if (!rc && (m->n_over_limit = registry_count_over_limit(&m->reg)))
+		log_warn("%zu nodes hold more metadata than max_metadata_bytes "
+			 "(%zu): kept as stored; new writes to them must fit",
+			 m->n_over_limit, cfg->metadata_max);
 	if (rc) {
 		log_error("cannot start: the state in %s cannot be used",
 			  cfg->data_dir);

@@ -62,6 +62,17 @@ static size_t hash_id(const char *id)
 	return (size_t)h;
 }
 
+size_t registry_count_over_limit(const struct registry *r)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		const char *md = r->nodes[i]->pb.metadata_json;
+		if (md && strlen(md) > r->metadata_max)
+			k++;
+	}
+	return k;
+}
+
 void registry_init(struct registry *r, size_t metadata_max)
 {
 	memset(r, 0, sizeof(*r));
@@ -454,10 +465,18 @@ int registry_load_node(struct registry *r, const Ps__Node *pb,
 	bool created;
 	struct reg_node *n;
 	uint64_t v = r->version;
-	/* The same validation as a live registration: a snapshot is input too. */
+	/* The same validation as a live registration: a snapshot is input
+	 * too. Except the configurable metadata bound: limits apply to new
+	 * writes, and what was acknowledged under a larger
+	 * max_metadata_bytes loads as it was stored, counted. */
+	size_t limit = r->metadata_max;
+	size_t md_len = pb->metadata_json ? strlen(pb->metadata_json) : 0;
+	if (md_len > limit)
+		r->metadata_max = md_len;
 	int rc = registry_register(r, &req, pb->id, pb->cluster_id,
 				   pb->last_seen_ms, now_mono, &n, &created,
 				   err, sizeof(err));
+	r->metadata_max = limit;
 	if (rc)
 		return rc;
 	n->pb.created_at_ms = pb->created_at_ms;

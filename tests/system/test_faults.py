@@ -1024,3 +1024,52 @@ class MonotonicOffsetTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MetadataLimitChangeTest(unittest.TestCase):
+    """Lowering max_metadata_bytes applies to new writes only: nodes stored
+    under the larger bound load as they were, and raising it again later
+    finds them all (before, the start-up snapshot dropped them for good)."""
+
+    def test_lowering_the_metadata_limit_drops_nothing(self):
+        node = Node(extra={"max_metadata_bytes": "16384"}).start()
+        blob = "x" * 10000
+        ids = []
+        for i in range(5):
+            r = node.post("/api/cluster/register",
+                          {"url": f"http://10.9.0.{i + 1}:80", "metadata": {"blob": blob}})
+            self.assertEqual(r.status, 200, r)
+            ids.append(r.json()["node"]["id"])
+
+        def restart(limit):
+            node.stop()
+            node.settings["max_metadata_bytes"] = limit
+            node.write_conf()
+            node.start()
+
+        def all_there():
+            for i in ids:
+                r = node.get(f"/api/cluster/nodes/{i}")
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json()["node"]["metadata"]["blob"], blob)
+
+        try:
+            restart("4096")
+            all_there()
+            self.assertIn("5 nodes hold more metadata than max_metadata_bytes", node.log())
+            m = node.get("/metrics").body.decode()
+            self.assertIn("proxystone_registry_nodes_over_limit 5", m)
+            # The bound holds for new writes.
+            r = node.post("/api/cluster/register",
+                          {"url": "http://10.9.0.99:80", "metadata": {"blob": blob}})
+            self.assertGreaterEqual(r.status, 400, r)
+            self.assertLess(r.status, 500, r)
+            # A second start under the low bound (after its start-up
+            # snapshot), then the old bound again: nothing was lost.
+            restart("4096")
+            all_there()
+            restart("16384")
+            all_there()
+            self.assertEqual(node.get("/api/cluster/nodes").json()["total"], 6)
+        finally:
+            node.stop()
