@@ -146,6 +146,12 @@ size_t wal_size(const struct wal *w);
 /* Record bytes buffered, not yet synced. */
 size_t wal_pending(const struct wal *w);
 
+/* Drops the buffered records: after a failed wal_sync, for changes that
+ * were refused and undone, so that no later sync writes them. Bytes a
+ * failed sync may have left past the synced length are still cut by the
+ * next wal_sync. */
+void wal_discard(struct wal *w);
+
 /*
  * After a snapshot that covers every change so far: empties the log (to
  * its header) and fdatasyncs. Buffered records are dropped too — the

@@ -29,6 +29,7 @@
 #include "proxystone/supervisor.h"
 #include "proxystone/timeutil.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <ev.h>
 #include <limits.h>
@@ -108,6 +109,30 @@ struct client {
 	struct client *next;
 };
 
+/*
+ * A client's write applied to the registry but not yet durable (staged):
+ * how to take it back if the group commit fails, and the event observers
+ * get once it holds. One per write, so at most COMMIT_PENDING_MAX.
+ */
+struct staged {
+	char id[NODE_ID_MAX + 1]; /* node changed; "" for our serving mode */
+	bool existed;             /* the node was there before */
+	size_t off, len;          /* its packed Ps__Node before, in staged_bytes */
+	bool prev_serving;        /* serving change: the mode before */
+	int64_t prev_changed_ms;
+	const char *event;        /* node event type, NULL: a serving change */
+};
+
+/* Reads that arrive while writes are staged wait for the commit, so no
+ * reader sees what a crash could still lose. Past this many they force
+ * the commit early. */
+#define READS_WAITING_MAX 4096
+
+struct waiting_read {
+	uint64_t client;  /* serial of the client that asked */
+	size_t off, len;  /* its packed request, in waiting_bytes */
+};
+
 struct held_reply {
 	uint64_t client;    /* serial of the client it goes to */
 	uint64_t request;   /* request id, for an error reply instead */
@@ -144,6 +169,13 @@ struct membership {
 	struct held_reply held[COMMIT_PENDING_MAX];
 	size_t nheld;
 	struct buf held_frames;
+	struct staged staged[COMMIT_PENDING_MAX];
+	size_t nstaged;
+	struct buf staged_bytes;
+	struct waiting_read waiting[READS_WAITING_MAX];
+	size_t nwaiting;
+	struct buf waiting_bytes;
+	uint64_t n_undone, n_reads_waited;
 	/* Gossip (NULL when gossip_port = 0). */
 	struct gossip *gossip;
 	bool leaving;
@@ -493,16 +525,27 @@ static void error_reply(Ps__Reply *r, Ps__Error *e, unsigned status,
 	r->error = e;
 }
 
-/* Makes this iteration's changes durable and releases held replies. */
+static void staged_settle(struct membership *m, bool durable);
+static void reads_release(struct membership *m);
+
+/*
+ * Makes this iteration's changes durable, then releases what waited on
+ * them: held replies, the staged writes' events, waiting reads. If the
+ * changes cannot be made durable, the staged writes are undone first, so
+ * the 503 their clients get leaves no trace for anyone.
+ */
 static void commit(struct membership *m)
 {
-	if (m->nheld == 0 && !m->must_snapshot)
+	if (m->nheld == 0 && !m->must_snapshot) {
+		assert(m->nstaged == 0 && m->nwaiting == 0);
 		return;
+	}
 	int rc = wal_flush(m);
 	if (!rc && m->must_snapshot)
 		rc = save_now(m);
 	if (!rc && m->wal && wal_size(m->wal) > WAL_COMPACT_BYTES)
 		save_now(m); /* compaction: the log already holds the changes */
+	staged_settle(m, rc == 0);
 	for (size_t i = 0; i < m->nheld; i++) {
 		struct held_reply *h = &m->held[i];
 		struct client *c = client_by_serial(m, h->client);
@@ -524,6 +567,7 @@ static void commit(struct membership *m)
 	}
 	m->nheld = 0;
 	buf_reset(&m->held_frames);
+	reads_release(m);
 }
 
 static void publish_meta(struct membership *m);
@@ -648,6 +692,182 @@ static void emit_registry_if_changed(struct membership *m)
 	Ps__Event ev = PS__EVENT__INIT;
 	ev.kind = "registry";
 	emit(m, &ev);
+}
+
+/* ---- staging: nothing visible before it is durable -------------------- */
+
+/*
+ * A client write changes the registry at once (the next request of the
+ * same pass must see it), but until the group commit's fdatasync nobody
+ * else may: its event waits in `staged`, and reads wait in `waiting`
+ * (both released by commit()). A commit that fails undoes every staged
+ * write, newest first, so a write answered 503 is never seen and never
+ * comes back after a restart.
+ */
+
+/* Before a write to node `id`: remembers it as it is. false if the
+ * staging area is full (the caller refuses the write). */
+static bool stage_node(struct membership *m, const char *id,
+		       const char *event)
+{
+	if (m->nstaged == COMMIT_PENDING_MAX)
+		commit(m);
+	const struct reg_node *n = registry_find(&m->reg, id);
+	size_t off = m->staged_bytes.len, len = 0;
+	if (n) {
+		char *at;
+		len = ps__node__get_packed_size(&n->pb);
+		if (buf_extend(&m->staged_bytes, len, &at)) {
+			/* Full: settle what is staged, then start afresh. */
+			commit(m);
+			off = 0;
+			if (buf_extend(&m->staged_bytes, len, &at))
+				return false;
+		}
+		size_t packed = ps__node__pack(&n->pb, (uint8_t *)at);
+		assert(packed == len);
+		(void)packed;
+	}
+	struct staged *st = &m->staged[m->nstaged++];
+	memset(st, 0, sizeof(*st));
+	snprintf(st->id, sizeof(st->id), "%s", id);
+	st->event = event;
+	st->existed = n != NULL;
+	st->off = off;
+	st->len = len;
+	return true;
+}
+
+/* The write staged last did not happen (refused before any change). */
+static void stage_drop(struct membership *m)
+{
+	assert(m->nstaged > 0);
+	m->staged_bytes.len = m->staged[--m->nstaged].off;
+}
+
+static void stage_serving(struct membership *m)
+{
+	if (m->nstaged == COMMIT_PENDING_MAX)
+		commit(m);
+	struct staged *st = &m->staged[m->nstaged++];
+	memset(st, 0, sizeof(*st));
+	st->prev_serving = m->serving;
+	st->prev_changed_ms = m->changed_ms;
+	st->off = m->staged_bytes.len;
+}
+
+static void staged_undo(struct membership *m, const struct staged *st)
+{
+	if (!st->event) {
+		m->serving = st->prev_serving;
+		m->changed_ms = st->prev_changed_ms;
+		self_refresh(m);
+		return;
+	}
+	registry_remove(&m->reg, st->id);
+	if (!st->existed)
+		return;
+	Ps__Node *before = ps__node__unpack(
+		NULL, st->len, (const uint8_t *)m->staged_bytes.base + st->off);
+	if (!before || registry_load_node(&m->reg, before, time_mono()))
+		log_error("undo of %s failed; restart to reload it from disk",
+			  st->id);
+	if (before)
+		ps__node__free_unpacked(before, NULL);
+}
+
+/* After the commit: announce the staged writes, or undo them all. */
+static void staged_settle(struct membership *m, bool durable)
+{
+	bool serving_changed = false;
+	if (!durable && m->nstaged) {
+		/* No later sync may write what was refused. Other changes
+		 * of this pass that were in the log's buffer (gossip
+		 * statuses) stay in memory: the next snapshot covers them. */
+		if (m->wal)
+			wal_discard(m->wal);
+		m->dirty_lazy = true;
+		for (size_t i = m->nstaged; i-- > 0;)
+			staged_undo(m, &m->staged[i]);
+		m->n_undone += m->nstaged;
+		log_warn("%zu change(s) undone: not durable", m->nstaged);
+	}
+	for (size_t i = 0; durable && i < m->nstaged; i++) {
+		const struct staged *st = &m->staged[i];
+		if (!st->event) {
+			serving_changed = true;
+			continue;
+		}
+		emit_node(m, st->event, st->id, registry_find(&m->reg, st->id));
+	}
+	if (serving_changed) {
+		emit_service(m);
+		publish_meta(m);
+	}
+	m->nstaged = 0;
+	buf_reset(&m->staged_bytes);
+}
+
+static void handle(struct membership *m, struct client *c, Ps__Request *req);
+
+static bool is_registry_read(const Ps__Request *req)
+{
+	switch (req->body_case) {
+	case PS__REQUEST__BODY_LIST_NODES:
+	case PS__REQUEST__BODY_GET_HEALTH:
+	case PS__REQUEST__BODY_GET_NODE:
+	case PS__REQUEST__BODY_GET_STATUS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* True if `req` must wait for the commit; it is then kept. */
+static bool read_waits(struct membership *m, struct client *c,
+		       const Ps__Request *req)
+{
+	if (m->nstaged == 0 || !is_registry_read(req))
+		return false;
+	if (m->nwaiting == READS_WAITING_MAX) {
+		commit(m); /* answers the waiting ones; this one goes now */
+		return false;
+	}
+	char *at;
+	size_t len = ps__request__get_packed_size(req);
+	size_t off = m->waiting_bytes.len;
+	if (buf_extend(&m->waiting_bytes, len, &at)) {
+		commit(m);
+		return false;
+	}
+	struct waiting_read *w = &m->waiting[m->nwaiting++];
+	w->client = c->serial;
+	w->off = off;
+	w->len = ps__request__pack(req, (uint8_t *)at);
+	assert(w->len == len);
+	m->n_reads_waited++;
+	return true;
+}
+
+/* Answers the reads that waited for the commit. */
+static void reads_release(struct membership *m)
+{
+	assert(m->nstaged == 0);
+	size_t n = m->nwaiting;
+	m->nwaiting = 0; /* nothing is staged: none of these waits again */
+	for (size_t i = 0; i < n; i++) {
+		const struct waiting_read *w = &m->waiting[i];
+		struct client *c = client_by_serial(m, w->client);
+		if (!c)
+			continue;
+		Ps__Request *req = ps__request__unpack(
+			NULL, w->len, (const uint8_t *)m->waiting_bytes.base + w->off);
+		if (req) {
+			handle(m, c, req);
+			ps__request__free_unpacked(req, NULL);
+		}
+	}
+	buf_reset(&m->waiting_bytes);
 }
 
 /* ---- gossip ------------------------------------------------------------- */
@@ -1549,6 +1769,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 	bool durable = false;
 	int rc;
 
+	if (read_waits(m, c, req))
+		return; /* answered by commit() */
 	r.id = req->id;
 	r.has_registry_version = true;
 	m->n_requests++;
@@ -1573,10 +1795,17 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			break;
 		}
 		bool created;
+		if (!stage_node(m, id, NULL)) {
+			error_reply(&r, &e, 503, "OVERLOADED",
+				    "Too many changes wait for the disk; retry shortly");
+			break;
+		}
 		rc = registry_register(&m->reg, req->register_, id,
 				       m->cfg->cluster_id, time_wall_ms(),
 				       time_mono(), &n, &created, msg,
 				       sizeof(msg));
+		if (rc)
+			stage_drop(m);
 		if (rc == -EINVAL) {
 			validation_error(&r, &e, msg, details);
 			break;
@@ -1586,6 +1815,8 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 				    rc == -ENOSPC ? msg : "Out of memory");
 			break;
 		}
+		m->staged[m->nstaged - 1].event =
+			created ? "registered" : "updated";
 		r.node = &n->pb;
 		r.has_created = true;
 		r.created = created;
@@ -1593,7 +1824,6 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		durable = true;
 		if (created)
 			log_info("registered %s at %s", n->pb.id, n->pb.url);
-		emit_node(m, created ? "registered" : "updated", n->pb.id, n);
 		break;
 	}
 	case PS__REQUEST__BODY_HEARTBEAT: {
@@ -1607,10 +1837,17 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			struct reg_node *before = registry_find(&m->reg, hb->id);
 			Ps__NodeStatus was = before ? before->pb.status
 						    : PS__NODE_STATUS__NODE_ACTIVE;
+			/* A status the client sets is acknowledged only once
+			 * durable; load and metadata are refreshed lazily. */
+			bool staged = before && hb->has_status &&
+				      hb->status != was &&
+				      stage_node(m, hb->id, "status");
 			rc = registry_heartbeat(&m->reg, hb->id, hb->has_status,
 						hb->status, hb->metadata_json,
 						time_wall_ms(), time_mono(), &n,
 						msg, sizeof(msg));
+			if (staged && (rc || n->pb.status == was))
+				stage_drop(m);
 			if (rc == -ENOENT) {
 				snprintf(msg, sizeof(msg),
 					 "Node %.64s is not registered",
@@ -1623,7 +1860,12 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 				break;
 			}
 			m->dirty_lazy = true;
-			if (n->pb.status != was) {
+			if (n->pb.status != was && staged) {
+				wal_log_node(m, n, true);
+				durable = true;
+			} else if (n->pb.status != was) {
+				/* Status moved without a staged before-image
+				 * (staging full): logged, announced as before. */
 				wal_log_node(m, n, false);
 				emit_node(m, "status", n->pb.id, n);
 			}
@@ -1685,14 +1927,19 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 				    "The coordinator cannot remove itself");
 			break;
 		}
+		if (!stage_node(m, req->delete_node->id, "removed")) {
+			error_reply(&r, &e, 503, "OVERLOADED",
+				    "Too many changes wait for the disk; retry shortly");
+			break;
+		}
 		if (registry_remove(&m->reg, req->delete_node->id)) {
+			stage_drop(m);
 			snprintf(msg, sizeof(msg), "Node %.64s not found",
 				 req->delete_node->id);
 			error_reply(&r, &e, 404, "NODE_NOT_FOUND", msg);
 			break;
 		}
 		log_info("removed %s", req->delete_node->id);
-		emit_node(m, "removed", req->delete_node->id, NULL);
 		wal_log_remove(m, req->delete_node->id);
 		durable = true;
 		break;
@@ -1700,13 +1947,13 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 		if (writes_refused(m, &r, &e))
 			break;
 		if (m->serving != req->set_serving->serving) {
+			/* Announced (event, gossip) once durable. */
+			stage_serving(m);
 			m->serving = req->set_serving->serving;
 			m->changed_ms = time_wall_ms();
 			log_info("serving %s", m->serving ? "enabled"
 							  : "disabled (maintenance)");
 			self_refresh(m);
-			publish_meta(m);
-			emit_service(m);
 			wal_log_serving(m);
 		}
 		durable = true;
@@ -1996,6 +2243,11 @@ int membership_main(const struct config *cfg, int sup_fd)
 	m->start_ms = m->changed_ms = time_wall_ms();
 	registry_init(&m->reg, cfg->metadata_max);
 	buf_init(&m->held_frames, COMMIT_PENDING_MAX * (size_t)64 * 1024);
+	/* Before-images of staged nodes, as much as the held replies (a node
+	 * is at most WAL_RECORD_MAX: past the bound the commit comes early);
+	 * the reads that wait are small requests. */
+	buf_init(&m->staged_bytes, COMMIT_PENDING_MAX * (size_t)64 * 1024);
+	buf_init(&m->waiting_bytes, READS_WAITING_MAX * (size_t)1024);
 	snprintf(m->store_path, sizeof(m->store_path), "%s/registry.snap",
 		 cfg->data_dir);
 	snprintf(m->wal_path, sizeof(m->wal_path), "%s/registry.wal",
@@ -2091,6 +2343,8 @@ int membership_main(const struct config *cfg, int sup_fd)
 	ev_loop_destroy(m->loop);
 	registry_fini(&m->reg);
 	buf_fini(&m->held_frames);
+	buf_fini(&m->staged_bytes);
+	buf_fini(&m->waiting_bytes);
 	free(m);
 	return 0;
 fail:
@@ -2098,6 +2352,8 @@ fail:
 	wal_close(m->wal);
 	registry_fini(&m->reg);
 	buf_fini(&m->held_frames);
+	buf_fini(&m->staged_bytes);
+	buf_fini(&m->waiting_bytes);
 	free(m);
 	return 1;
 }

@@ -237,6 +237,11 @@ size_t wal_pending(const struct wal *w)
 	return w->len;
 }
 
+void wal_discard(struct wal *w)
+{
+	w->len = 0;
+}
+
 int wal_reset(struct wal *w)
 {
 	w->len = 0;

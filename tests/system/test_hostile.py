@@ -946,15 +946,32 @@ HALF_REQ = b"GET /api/cluster/nodes HTTP/1.1\r\nHost: x\r\n"
 class ConnectionLimitTest(NodeCase):
     EXTRA = {"max_connections": "20", "idle_timeout": "60"}
 
+    def busy_conn(self, body):
+        """A connection whose request the server has read up to its body:
+        in progress, so never closed as idle. The server's 100 Continue
+        proves it read the head (bytes merely sent may still be in flight
+        when a newcomer makes it pick an idle connection to close)."""
+        c = RawConn(self.node.port)
+        c.send(b"POST /api/cluster/register HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body))
+        deadline = time.monotonic() + READ_DEADLINE
+        while b"HTTP/1.1 100 Continue\r\n\r\n" not in c.buf:
+            self.assertFalse(c.closed or time.monotonic() > deadline,
+                             f"no 100 Continue: {c.buf[:200]!r}")
+            c._recv(deadline)
+        c.buf = c.buf.split(b"HTTP/1.1 100 Continue\r\n\r\n", 1)[1]
+        return c
+
     def test_more_connections_than_the_limit(self):
-        # The held connections are busy (a request head half sent): an
+        # The held connections are busy (a request's body awaited): an
         # idle one would be closed to make room for a newcomer instead.
+        body = b'{"url":"http://10.6.0.1:1"}'
         held = []
         extra = []
         try:
             for _ in range(20):
-                held.append(RawConn(self.node.port))
-                held[-1].send(HALF_REQ)
+                held.append(self.busy_conn(body))
             # The node has taken these 20 once one more is refused (one
             # just closed may still count for a moment: then the probe is
             # served, and held like the others).
@@ -986,7 +1003,7 @@ class ConnectionLimitTest(NodeCase):
             self.assertGreater(answered, 0, "no refused connection got the 503")
             # The held ones are real connections, served normally.
             for c in held[:5]:
-                c.send(b"\r\n")
+                c.send(body)
                 self.assertEqual([r.status for r in c.responses(1)], [200])
         finally:
             for c in held + extra:

@@ -945,6 +945,30 @@ static void test_fdatasync_fails(void **state)
 	evlog_check(&got, &want, 0, 30);
 	evlog_free(&got);
 	evlog_free(&want);
+
+	/* Refused and discarded: the next sync writes only what follows,
+	 * never the refused records (a write answered 503 must not come
+	 * back after a restart). */
+	unlink(f->path);
+	w = open_ok(f->path);
+	write_mix(w, &want, 0, 10, 10);
+	struct evlog refused = {0};
+	for (int i = 10; i < 30; i++)
+		append_mix(w, &refused, i);
+	wal_fdatasync = fdatasync_eio;
+	assert_int_equal(wal_sync(w), -EIO);
+	wal_fdatasync = fdatasync;
+	wal_discard(w);
+	assert_int_equal(wal_pending(w), 0);
+	for (int i = 30; i < 40; i++)
+		append_mix(w, &want, i);
+	sync_ok(w);
+	wal_close(w);
+	replay_ok(f->path, 0, &got, 0);
+	evlog_check(&got, &want, 0, 20);
+	evlog_free(&got);
+	evlog_free(&want);
+	evlog_free(&refused);
 }
 
 /* Headers: a missing log, a file that is not one, a header a crash cut
