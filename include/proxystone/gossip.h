@@ -57,10 +57,13 @@ uint64_t gossip_send_errors(const struct gossip *g);
 /* Datagrams dropped because no key of the ring authenticated them (or,
  * without a ring, because they were sealed). */
 uint64_t gossip_auth_failures(const struct gossip *g);
-/* Authenticated datagrams dropped by the replay window (replay.h): seen
- * before (replayed), or older than the window (stale). */
+/* Authenticated datagrams dropped by the replay check (replay.h): seen
+ * before (replayed), older than the window (stale), or new to the window
+ * but sent more than REPLAY_MAX_AGE ago (late: a replay of what the
+ * sender addressed to others). */
 uint64_t gossip_replayed(const struct gossip *g);
 uint64_t gossip_stale(const struct gossip *g);
+uint64_t gossip_late(const struct gossip *g);
 
 /* Parses "a.b.c.d" or "localhost" into host-order IPv4. 0 or -EINVAL. */
 int gossip_parse_ipv4(const char *host, uint32_t *out);

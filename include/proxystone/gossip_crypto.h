@@ -6,26 +6,29 @@
  * receive. Rotating: add the new key to every node's ring, make it primary
  * everywhere, then drop the old one — each step a rolling restart.
  *
- * Sealed datagram (version 2):
+ * Sealed datagram (version 3):
  *
  *   +---------+---------------------+---------------------------------+
- *   | 0x02 1B | nonce 24 B          | ciphertext                      |
+ *   | 0x03 1B | nonce 24 B          | ciphertext                      |
  *   | version | random per datagram | + 16 B Poly1305 tag             |
  *   +---------+---------------------+---------------------------------+
  *
  * The version byte is authenticated as additional data. The plaintext:
  *
- *   +--------------+------------+-----------+--------------------------+
- *   | sender 16 B  | boot 8 B   | seq 8 B   | the SWIM datagram        |
- *   | member UUID  | big-endian | big-endian| (protobuf, swim_proto.h) |
- *   +--------------+------------+-----------+--------------------------+
+ *   +-------------+------------+------------+------------+-------------+
+ *   | sender 16 B | boot 8 B   | seq 8 B    | sent_ms 8 B| the SWIM    |
+ *   | member UUID | big-endian | big-endian | big-endian | datagram    |
+ *   +-------------+------------+------------+------------+-------------+
  *
- * sender, boot (random, drawn once per process life) and seq (+1 per
- * datagram, from 1) feed the receiver's replay window (replay.h): a
- * datagram that authenticates but was seen before, or is older than the
- * window, is dropped. The nonce stays random: a counter-derived nonce
- * would repeat after a restart under the same key. Version 1 (no
- * sender/boot/seq, no freshness) is refused.
+ * sender, boot (random, drawn once per process life), seq (+1 per
+ * datagram, from 1) and sent_ms (the sender's CLOCK_MONOTONIC
+ * milliseconds since it drew boot, at sealing) feed the receiver's replay
+ * check (replay.h): a datagram that authenticates but was seen before, is
+ * older than the window, or was sent too long ago, is dropped. The nonce
+ * stays random: a counter-derived nonce would repeat after a restart under
+ * the same key. Version 1 (no sender/boot/seq) and version 2 (no sent_ms:
+ * what a sender addressed to others could be replayed to us later) are
+ * refused.
  *
  * A receiver that cannot open a datagram that looks sealed, or that gets
  * plaintext while it holds a ring (and a keyless receiver that gets a
@@ -44,10 +47,10 @@
 /* Keys in one ring: a primary, the one being rotated out, and room for a
  * staged rotation; memberlist rings are this small in practice. */
 #define GOSSIP_KEYS_MAX 8
-#define GOSSIP_SEAL_VERSION 2
-/* Bytes of the authenticated header inside: sender, boot, seq. */
+#define GOSSIP_SEAL_VERSION 3
+/* Bytes of the authenticated header inside: sender, boot, seq, sent_ms. */
 #define GOSSIP_SENDER_LEN 16
-#define GOSSIP_SEAL_HDR_LEN (GOSSIP_SENDER_LEN + 8 + 8)
+#define GOSSIP_SEAL_HDR_LEN (GOSSIP_SENDER_LEN + 8 + 8 + 8)
 /* Bytes a sealed datagram adds: version, nonce, header, tag. */
 #define GOSSIP_SEAL_OVERHEAD (1 + 24 + GOSSIP_SEAL_HDR_LEN + 16)
 /* The plaintext "cannot authenticate you" notice. It starts with 0xff: no
@@ -60,12 +63,13 @@
 /* Text form of a full ring: 8 keys of 64 hex digits, 7 commas, NUL. */
 #define GOSSIP_RING_TEXT_MAX (GOSSIP_KEYS_MAX * (2 * GOSSIP_KEY_LEN + 1) + 1)
 
-/* Who sent a sealed datagram and where it is in the sender's sequence;
- * authenticated with it. */
+/* Who sent a sealed datagram, where it is in the sender's sequence and
+ * when, on the sender's clock, it was sealed; authenticated with it. */
 struct gossip_seal_hdr {
 	uint8_t sender[GOSSIP_SENDER_LEN];
 	uint64_t boot;
 	uint64_t seq;
+	uint64_t sent_ms; /* monotonic ms since boot was drawn */
 };
 
 struct gossip_keyring {
@@ -97,7 +101,7 @@ int gossip_seal(const struct gossip_keyring *ring,
 int gossip_open(const struct gossip_keyring *ring, const uint8_t *in,
 		size_t len, struct gossip_seal_hdr *hdr, uint8_t *out,
 		size_t cap, size_t *out_len);
-/* True if buf starts like a sealed datagram of any version (0x01, 0x02:
+/* True if buf starts like a sealed datagram of any version (0x01 to 0x03:
  * never the first byte of a protobuf message) and is long enough. */
 bool gossip_looks_sealed(const uint8_t *buf, size_t len);
 

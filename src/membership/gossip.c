@@ -64,10 +64,11 @@ struct gossip {
 	gossip_event_fn on_event;
 	void *ud;
 	size_t mtu;
-	uint64_t send_errors, auth_failures, replayed, stale;
+	uint64_t send_errors, auth_failures, replayed, stale, late;
 	struct gossip_keyring ring;
 	/* Sealing: who we are, this process life, datagrams sealed. */
 	struct gossip_seal_hdr self;
+	double boot_at;	       /* time_mono() when self.boot was drawn */
 	struct replay *replay; /* freshness of what we open; NULL: plaintext */
 	struct note_slot notes[GOSSIP_NOTE_SLOTS];
 	ev_timer warn_timer;   /* plaintext gossip: the hourly warning */
@@ -94,6 +95,13 @@ static void to_sockaddr(const struct swim_addr *a, struct sockaddr_in *sa)
 	sa->sin_port = htons(a->port);
 }
 
+/* CLOCK_MONOTONIC (time_mono) in whole milliseconds: what the replay
+ * check compares; never the wall clock, whose jumps must not matter. */
+static uint64_t mono_ms(double t)
+{
+	return t > 0 ? (uint64_t)(t * 1000) : 0;
+}
+
 /* Sends what swim queued, hands out its events, re-arms the timer. */
 static void drain(struct gossip *g)
 {
@@ -108,6 +116,7 @@ static void drain(struct gossip *g)
 		size_t wlen = len;
 		if (g->ring.n) {
 			g->self.seq++;
+			g->self.sent_ms = mono_ms(time_mono() - g->boot_at);
 			if (gossip_seal(&g->ring, &g->self, out, len, sealed,
 					sizeof(sealed), &wlen)) {
 				g->send_errors++;
@@ -236,7 +245,7 @@ static void refuse(struct gossip *g, const struct sockaddr_in *sa,
 			log_warn("gossip from %s failed authentication: no key in our ring opens it (different gossip key?)",
 				 who);
 		else if (due)
-			log_warn("gossip from %s failed authentication: sealed in an older format (version %u, no replay protection); upgrade that node",
+			log_warn("gossip from %s failed authentication: sealed in an older format (version %u, no complete replay protection); upgrade that node",
 				 who, buf[0]);
 	} else if (g->ring.n) {
 		if (note_due(g, from, NOTE_PLAIN_IN, GOSSIP_NOTE_LOG_INTERVAL,
@@ -280,13 +289,16 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int rev)
 			}
 			/* Authenticated; now fresh? A replayed datagram is
 			 * no evidence of anything: swim never sees it. */
-			switch (replay_check(g->replay, h.sender, h.boot,
-					     h.seq)) {
+			switch (replay_check(g->replay, h.sender, h.boot, h.seq,
+					     h.sent_ms, mono_ms(now))) {
 			case REPLAY_DUPLICATE:
 				g->replayed++;
 				continue;
 			case REPLAY_STALE:
 				g->stale++;
+				continue;
+			case REPLAY_LATE:
+				g->late++;
 				continue;
 			case REPLAY_FRESH:
 			case REPLAY_NEW_LIFE:
@@ -355,6 +367,7 @@ int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
 		uint8_t hk[REPLAY_HASH_KEY_LEN];
 		randombytes_buf(hk, sizeof(hk));
 		randombytes_buf(&g->self.boot, sizeof(g->self.boot));
+		g->boot_at = time_mono();
 		/* The sender id is our member UUID; an id that is not one
 		 * (tests) is hashed to the same width. */
 		uuid_t u;
@@ -497,4 +510,9 @@ uint64_t gossip_replayed(const struct gossip *g)
 uint64_t gossip_stale(const struct gossip *g)
 {
 	return g->stale;
+}
+
+uint64_t gossip_late(const struct gossip *g)
+{
+	return g->late;
 }

@@ -106,6 +106,7 @@ int gossip_seal(const struct gossip_keyring *ring,
 	memcpy(m, hdr->sender, GOSSIP_SENDER_LEN);
 	put_be64(m + GOSSIP_SENDER_LEN, hdr->boot);
 	put_be64(m + GOSSIP_SENDER_LEN + 8, hdr->seq);
+	put_be64(m + GOSSIP_SENDER_LEN + 16, hdr->sent_ms);
 	memcpy(m + GOSSIP_SEAL_HDR_LEN, pt, len);
 	unsigned long long clen;
 	crypto_aead_xchacha20poly1305_ietf_encrypt(m, &clen, m,
@@ -135,6 +136,7 @@ int gossip_open(const struct gossip_keyring *ring, const uint8_t *in,
 			memcpy(hdr->sender, out, GOSSIP_SENDER_LEN);
 			hdr->boot = get_be64(out + GOSSIP_SENDER_LEN);
 			hdr->seq = get_be64(out + GOSSIP_SENDER_LEN + 8);
+			hdr->sent_ms = get_be64(out + GOSSIP_SENDER_LEN + 16);
 			*out_len = (size_t)mlen - GOSSIP_SEAL_HDR_LEN;
 			memmove(out, out + GOSSIP_SEAL_HDR_LEN, *out_len);
 			return 0;
@@ -146,8 +148,8 @@ int gossip_open(const struct gossip_keyring *ring, const uint8_t *in,
 bool gossip_looks_sealed(const uint8_t *buf, size_t len)
 {
 	/* Version 1 was 41 bytes of overhead; anything shorter is noise. */
-	return len >= 1 + NONCE_LEN + TAG_LEN &&
-	       (buf[0] == 1 || buf[0] == GOSSIP_SEAL_VERSION);
+	return len >= 1 + NONCE_LEN + TAG_LEN && buf[0] >= 1 &&
+	       buf[0] <= GOSSIP_SEAL_VERSION;
 }
 
 void gossip_key_generate(char hex[2 * GOSSIP_KEY_LEN + 1])

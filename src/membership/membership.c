@@ -2009,6 +2009,7 @@ static void handle(struct membership *m, struct client *c, Ps__Request *req)
 			{ "proxystone_gossip_dropped_total", "reason=\"auth\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_auth_failures(m->gossip) : 0.0 },
 			{ "proxystone_gossip_dropped_total", "reason=\"replay\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_replayed(m->gossip) : 0.0 },
 			{ "proxystone_gossip_dropped_total", "reason=\"stale\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_stale(m->gossip) : 0.0 },
+			{ "proxystone_gossip_dropped_total", "reason=\"late\"", "Gossip datagrams dropped", m->gossip ? (double)gossip_late(m->gossip) : 0.0 },
 			{ "proxystone_gossip_rejected_total", "reason=\"incarnation\"", "Gossip claims refused", (double)gs.dropped_inc_jump },
 			{ "proxystone_gossip_rejected_total", "reason=\"coordinator_claim\"", "Gossip claims refused", (double)m->n_reject_role },
 			{ "proxystone_gossip_rejected_total", "reason=\"registry_version\"", "Gossip claims refused", (double)m->n_reject_version },

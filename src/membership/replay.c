@@ -12,12 +12,24 @@ _Static_assert(REPLAY_HASH_KEY_LEN == crypto_shorthash_KEYBYTES, "hash key");
 
 /* Largest table: indexes are uint32_t with 0 meaning "none". */
 #define REPLAY_SENDERS_LIMIT (1u << 30)
+/* Clock gaps are clamped to +-2^52 ms (142,000 years) so that in
+ * microseconds, and as differences of two, they never overflow int64_t:
+ * sent_ms is authenticated, but comes from another process. */
+#define GAP_LIMIT_MS ((int64_t)1 << 52)
+/* Sender time counted towards one drift follow: more than enough for the
+ * largest follow (REPLAY_MAX_AGE / REPLAY_FOLLOW_DIV), small enough that
+ * times REPLAY_DRIFT_MAX_PPM it cannot overflow. */
+#define FOLLOW_SPAN_MAX_MS ((uint64_t)1 << 32)
 
 struct life {
 	uint64_t boot;
 	uint64_t top;  /* highest sequence number accepted */
 	uint64_t seen; /* bit i: top - i accepted */
 	uint64_t used; /* tick of the last accepted datagram; 0: empty slot */
+	int64_t offset_us;  /* now - sent of the fastest delivery, followed up
+			     * for drift; microseconds, so that a follow of a
+			     * fraction of a millisecond is not rounded away */
+	uint64_t last_sent; /* largest sent_ms accepted */
 };
 
 struct sender {
@@ -143,9 +155,46 @@ static struct sender *lookup(struct replay *r, const uint8_t *id)
 	return e;
 }
 
+/* now_ms - sent_ms in microseconds, clamped (GAP_LIMIT_MS). */
+static int64_t gap_us(uint64_t now_ms, uint64_t sent_ms)
+{
+	int64_t d;
+	if (now_ms >= sent_ms)
+		d = now_ms - sent_ms > (uint64_t)GAP_LIMIT_MS
+			? GAP_LIMIT_MS
+			: (int64_t)(now_ms - sent_ms);
+	else
+		d = sent_ms - now_ms > (uint64_t)GAP_LIMIT_MS
+			? -GAP_LIMIT_MS
+			: -(int64_t)(sent_ms - now_ms);
+	return d * 1000;
+}
+
+/* Learns from an accepted datagram of life l: a faster delivery is the new
+ * reference at once; a slower one moves it up by a fraction of its age,
+ * at most REPLAY_DRIFT_MAX_PPM of the sender time since the last one. */
+static void follow(struct life *l, int64_t gap, uint64_t sent_ms)
+{
+	int64_t age = gap - l->offset_us;
+	if (age < 0) {
+		l->offset_us = gap;
+	} else if (sent_ms > l->last_sent) {
+		uint64_t span = sent_ms - l->last_sent;
+		if (span > FOLLOW_SPAN_MAX_MS)
+			span = FOLLOW_SPAN_MAX_MS;
+		/* ms * ppm / 1000 = us */
+		int64_t budget = (int64_t)(span * REPLAY_DRIFT_MAX_PPM / 1000);
+		int64_t rise = age / REPLAY_FOLLOW_DIV;
+		l->offset_us += rise < budget ? rise : budget;
+	}
+	if (sent_ms > l->last_sent)
+		l->last_sent = sent_ms;
+}
+
 enum replay_verdict replay_check(struct replay *r,
 				 const uint8_t id[REPLAY_ID_LEN], uint64_t boot,
-				 uint64_t seq)
+				 uint64_t seq, uint64_t sent_ms,
+				 uint64_t now_ms)
 {
 	struct sender *e = lookup(r, id);
 	uint64_t now = ++r->tick;
@@ -159,25 +208,34 @@ enum replay_verdict replay_check(struct replay *r,
 		if (c->used < lru->used)
 			lru = c; /* an empty slot (used 0) wins */
 	}
+	int64_t gap = gap_us(now_ms, sent_ms);
 	if (!l) {
 		/* A restart (or a sender we do not know): its life replaces
-		 * the one heard from least recently. */
-		*lru = (struct life){boot, seq, 1, now};
+		 * the one heard from least recently, and this datagram is its
+		 * clock reference until a faster one comes. */
+		*lru = (struct life){boot, seq, 1, now, gap, sent_ms};
 		return REPLAY_NEW_LIFE;
 	}
+	uint64_t bit = 0;
+	if (seq <= l->top) {
+		uint64_t back = l->top - seq;
+		if (back >= REPLAY_WINDOW)
+			return REPLAY_STALE;
+		bit = (uint64_t)1 << back;
+		if (l->seen & bit)
+			return REPLAY_DUPLICATE;
+	}
+	/* New to the window; but sent too long ago? */
+	if (gap - l->offset_us > (int64_t)REPLAY_MAX_AGE * 1000)
+		return REPLAY_LATE;
 	if (seq > l->top) {
 		uint64_t shift = seq - l->top;
 		l->seen = shift >= REPLAY_WINDOW ? 1 : (l->seen << shift) | 1;
 		l->top = seq;
 	} else {
-		uint64_t back = l->top - seq;
-		if (back >= REPLAY_WINDOW)
-			return REPLAY_STALE;
-		uint64_t bit = (uint64_t)1 << back;
-		if (l->seen & bit)
-			return REPLAY_DUPLICATE;
 		l->seen |= bit;
 	}
+	follow(l, gap, sent_ms);
 	l->used = now;
 	return REPLAY_FRESH;
 }

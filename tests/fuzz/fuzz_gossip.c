@@ -224,7 +224,8 @@ static void one_datagram(const uint8_t *b, size_t n, size_t from, bool leave)
 	/* seal + open round trip of whatever it is */
 	size_t slen = 0;
 	if (n <= SWIM_MTU_MAX) {
-		struct gossip_seal_hdr mine = { .boot = n, .seq = n * 7 };
+		struct gossip_seal_hdr mine = { .boot = n, .seq = n * 7,
+						.sent_ms = n * 300 };
 		memset(mine.sender, 0x5a, sizeof(mine.sender));
 		if (gossip_seal(&ring, &mine, b, n, seal_buf, sizeof(seal_buf),
 				&slen))

@@ -5,10 +5,12 @@ other, on both sides; the keyring file is created once, privately, and
 refused when it is not private or not a keyring; wall-clock jumps never
 make a live member's datagrams look stale."""
 
+import json
 import os
 import re
 import socket
 import stat
+import struct
 import subprocess
 import tempfile
 import threading
@@ -24,6 +26,13 @@ from test_faults import WallShimTest
 INACTIVE_DEADLINE = 15.0
 # The attack: one captured datagram resent this often.
 REPLAY_PERIOD = 0.3
+# replay.h: a captured datagram passes for at most this long after it was
+# sent, so a replay makes a dead member heard at most this long past its
+# death (the window alone: as long as the captured stock lasted).
+REPLAY_MAX_AGE = 3.0
+# Datagrams W sent just before the kill reach the coordinator a little
+# after it.
+HEARD_SLACK = 0.5
 
 AUTH_FAILED = re.compile(r"gossip from 127\.0\.0\.1:\d+ failed authentication: "
                          r"no key in our ring opens it \(different gossip key\?\)")
@@ -136,7 +145,7 @@ class ReplayAttackTest(NodesTest):
                  timeout=CLUSTER_DEADLINE, what="workers joined through the relay")
         wait_for(lambda: self.relay.captured, what="a sealed datagram captured")
         captured = list(self.relay.captured)
-        self.assertTrue(all(d[0] in (1, 2) for d in captured), "the captured datagrams are not sealed")
+        self.assertTrue(all(d[0] == 3 for d in captured), "the captured datagrams are not sealed (v3)")
         before = dropped(coord, "replay") or 0
         w.kill9()
         stop = threading.Event()
@@ -161,6 +170,157 @@ class ReplayAttackTest(NodesTest):
             stop.set()
             t.join(5)
         self.assertEqual(status_of(coord, node_id(w2)), "active")
+
+
+class Sniffer:
+    """An eavesdropper on the loopback interface (AF_PACKET, needs root or
+    CAP_NET_RAW): records, in order, the UDP datagrams sent from one port,
+    as an attacker on the LAN sees everything a member sends."""
+
+    def __init__(self, src_port):
+        self.src = src_port
+        # ETH_P_ALL; loopback frames carry a 14-byte (zeroed) Ethernet header.
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.1)
+        self.captured = []  # (destination port, payload)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                frame, addr = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            # Each loopback datagram shows twice: outgoing and incoming.
+            if addr[2] == socket.PACKET_OUTGOING or frame[12:14] != b"\x08\x00":
+                continue
+            ip = frame[14:]
+            ihl = (ip[0] & 15) * 4
+            if ip[9] != 17:  # UDP
+                continue
+            udp = ip[ihl:]
+            sport, dport = struct.unpack("!HH", udp[:4])
+            if sport == self.src:
+                self.captured.append((dport, bytes(udp[8:])))
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def heard_at(node, member_id):
+    """time.monotonic() of the node's last datagram from the member
+    (proxystone-dump's last_heard_ago)."""
+    r = subprocess.run([os.path.join(os.path.dirname(BIN), "proxystone-dump"), "--config",
+                        node.conf, "--json"], capture_output=True, text=True, timeout=20)
+    now = time.monotonic()
+    m = {m["id"]: m for m in json.loads(r.stdout)["members"]}[member_id]
+    return now - m["last_heard_ago"]
+
+
+def can_sniff():
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)).close()
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+@unittest.skipUnless(can_sniff(), "capturing on the loopback needs root (CAP_NET_RAW)")
+class StockReplayAttackTest(NodesTest):
+    """The replay the window alone lets through: a sender has one sequence
+    counter for all receivers, so what worker W sent to the OTHER worker,
+    with numbers the coordinator never saw, is fresh to the coordinator's
+    window. Captured on the wire and fed to the coordinator one every
+    0.3 s after W was killed, it kept W `suspect` for as long as the stock
+    lasted (10.7 s instead of 1-2 s here, with 31 datagrams; minutes at
+    1,000 members). The time bound (REPLAY_MAX_AGE, replay.h) refuses it
+    as late."""
+
+    NAME = "stock"
+    sniffer = None
+    # Capture this long before the kill: many times the 64 sequence
+    # numbers of the coordinator's window at the cluster's datagram rate.
+    CAPTURE = 10.0
+    WINDOW = 64  # REPLAY_WINDOW
+
+    def tearDown(self):
+        if self.sniffer:
+            self.sniffer.close()
+        super().tearDown()
+
+    def test_datagrams_to_others_replayed_after_death(self):
+        k = key()
+        coord = self.start(coordinator(self.tmp, gossip_key=k))
+        w = self.start(worker(self.tmp, coord, gossip_key=k))
+        w2 = self.start(worker(self.tmp, coord, gossip_key=k))
+        wid, w2id = node_id(w), node_id(w2)
+        wait_for(lambda: status_of(coord, wid) == "active" and
+                 status_of(coord, w2id) == "active",
+                 timeout=CLUSTER_DEADLINE, what="both workers active")
+        cport = int(coord.settings["gossip_port"])
+        w2port = int(w2.settings["gossip_port"])
+        self.sniffer = Sniffer(int(w.settings["gossip_port"]))
+        time.sleep(self.CAPTURE)
+        w.kill9()
+        killed = time.monotonic()
+        time.sleep(0.2)  # anything W sent before it died has been captured
+        self.sniffer.close()
+        sent_by_w = self.sniffer.captured
+        self.assertTrue(all(d[0] == 3 for _, d in sent_by_w), "W's datagrams are not sealed (v3)")
+        # The attacker sees all W sends, so he knows the order of W's
+        # sequence numbers without reading them: the datagrams to W2 sent
+        # after the 64th-last one W sent to the coordinator are new to the
+        # coordinator's window. Those, oldest first, are the stock.
+        to_coord = [i for i, (port, _) in enumerate(sent_by_w) if port == cport]
+        self.assertTrue(to_coord, "no datagram from W to the coordinator captured")
+        first_fresh = max(0, to_coord[-1] - self.WINDOW + 2)
+        stock = [d for port, d in sent_by_w[first_fresh:] if port == w2port]
+        self.assertGreater(len(stock), 10, "too few datagrams from W to W2 captured")
+        late_before = dropped(coord, "late") or 0
+        stop = threading.Event()
+        sent = []
+
+        def replay():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for d in stock:
+                    if stop.wait(REPLAY_PERIOD):
+                        return
+                    s.sendto(d, ("127.0.0.1", cport))
+                    sent.append(time.monotonic())
+
+        t = threading.Thread(target=replay, daemon=True)
+        t.start()
+        try:
+            wait_for(lambda: status_of(coord, wid) == "inactive", timeout=INACTIVE_DEADLINE,
+                     interval=0.1, what="the killed worker inactive despite the replayed stock")
+            took = time.monotonic() - killed
+            wait_for(lambda: (dropped(coord, "late") or 0) > late_before,
+                     what="the late datagrams counted in /metrics")
+            t.join(len(stock) * REPLAY_PERIOD + 5)  # the whole stock
+        finally:
+            stop.set()
+            t.join(5)
+        # No replayed datagram counted as a sign of life past the bound
+        # (oldest first, as here, none passes at all: the oldest of the
+        # stock are already older than REPLAY_MAX_AGE when the replay
+        # starts; before the fix the coordinator heard W until the stock
+        # ran out, some 10 s after the kill).
+        heard = heard_at(coord, wid)
+        print(f"\n    stock {len(stock)} datagrams, {len(sent)} replayed; inactive "
+              f"{took:.1f} s after the kill; last heard {heard - killed:+.1f} s from the kill; "
+              f"dropped late {dropped(coord, 'late')}, stale {dropped(coord, 'stale')}, "
+              f"replay {dropped(coord, 'replay')}")
+        self.assertLess(heard, killed + REPLAY_MAX_AGE + HEARD_SLACK,
+                        "replayed datagrams were taken as signs of life")
+        self.assertEqual(status_of(coord, wid), "inactive")
+        self.assertEqual(status_of(coord, w2id), "active")
 
 
 class KeyMismatchTest(NodesTest):
@@ -327,9 +487,9 @@ class KeyringFileTest(NodesTest):
 
 
 class ClockJumpUnderKeyringTest(WallShimTest):
-    """The replay window counts datagrams, it reads no clock: wall-clock
-    jumps (the LD_PRELOAD shim of test_faults.py, on these nodes only)
-    neither make a live member's datagrams stale nor its status fail."""
+    """The replay check compares monotonic clocks only: wall-clock jumps
+    (the LD_PRELOAD shim of test_faults.py, on these nodes only) neither
+    make a live member's datagrams stale or late nor its status fail."""
 
     NAME = "keyclock"
     WINDOW = 6.0
@@ -369,6 +529,7 @@ class ClockJumpUnderKeyringTest(WallShimTest):
                                sent, "the worker stopped gossiping")
         for n in (coord, wrk):
             self.assertEqual(dropped(n, "stale"), 0)
+            self.assertEqual(dropped(n, "late"), 0)  # only monotonic clocks are compared
             self.assertEqual(dropped(n, "replay"), 0)
             self.assertEqual(dropped(n, "auth"), 0)
 

@@ -21,6 +21,7 @@ static const struct gossip_seal_hdr HDR = {
 		    12 },
 	.boot = 0x0102030405060708ull,
 	.seq = 42,
+	.sent_ms = 0x1122334455667788ull,
 };
 
 #define K1 "1111111111111111111111111111111111111111111111111111111111111111"
@@ -84,7 +85,8 @@ static void test_roundtrip_and_tamper(void **state)
 	assert_memory_equal(out, pt, sizeof(pt));
 	/* The header comes back authenticated, and it is not in the clear. */
 	assert_memory_equal(h.sender, HDR.sender, GOSSIP_SENDER_LEN);
-	assert_true(h.boot == HDR.boot && h.seq == HDR.seq);
+	assert_true(h.boot == HDR.boot && h.seq == HDR.seq &&
+		    h.sent_ms == HDR.sent_ms);
 	assert_null(memmem(sealed, slen, HDR.sender, 4));
 	/* Every single flipped bit, anywhere, is caught. */
 	for (size_t i = 0; i < slen; i++) {
@@ -142,7 +144,7 @@ static void test_bounds(void **state)
 	struct gossip_keyring r, empty;
 	ring(&r, K1);
 	ring(&empty, "");
-	uint8_t pt[100] = { 0 }, out[200];
+	uint8_t pt[100] = { 0 }, out[200], big[200];
 	size_t n;
 	struct gossip_seal_hdr h;
 	assert_int_equal(gossip_seal(&r, &HDR, pt, sizeof(pt), out,
@@ -157,10 +159,19 @@ static void test_bounds(void **state)
 	uint8_t small[10];
 	assert_int_equal(gossip_open(&r, out, n, &h, small, sizeof(small), &n),
 			 -EBADMSG);
-	/* A version-1 datagram (no freshness) is refused. */
-	out[0] = 1;
-	assert_int_equal(gossip_open(&r, out, n, &h, out, sizeof(out), &n),
-			 -EBADMSG);
+	/* Version 1 (no freshness) and version 2 (no send time: replays
+	 * of what a sender addressed to others) are refused, but still
+	 * recognized as sealed, so the log can say "older format". */
+	size_t sealed_len = n;
+	for (uint8_t v = 1; v < GOSSIP_SEAL_VERSION; v++) {
+		out[0] = v;
+		assert_true(gossip_looks_sealed(out, sealed_len));
+		assert_int_equal(gossip_open(&r, out, sealed_len, &h, big,
+					     sizeof(big), &n),
+				 -EBADMSG);
+	}
+	out[0] = GOSSIP_SEAL_VERSION + 1;
+	assert_false(gossip_looks_sealed(out, sealed_len));
 	/* The notice is shorter than any sealed datagram. */
 	assert_true(GOSSIP_AUTH_NOTICE_LEN < GOSSIP_SEAL_OVERHEAD);
 	assert_false(gossip_looks_sealed((const uint8_t *)GOSSIP_AUTH_NOTICE,
