@@ -73,13 +73,6 @@ int registry_remove(struct registry *r, const char *id);
 /* Sets a status; bumps the version only if it changed. */
 void registry_set_status(struct registry *r, struct reg_node *n,
 			 Ps__NodeStatus status);
-/*
- * Marks `inactive` every node other than skip_id whose last sign of life
- * is older than timeout seconds and that is active, suspect or disabled.
- * Returns how many changed.
- */
-size_t registry_expire(struct registry *r, double now_mono, double timeout,
-		       const char *skip_id);
 /* Adds a copy of a node from a snapshot, log or replica: validated as a
  * registration, except that metadata over today's metadata_max (stored
  * when the bound was larger) is kept, never dropped (see

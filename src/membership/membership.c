@@ -22,6 +22,7 @@
 #include "proxystone/node_meta.h"
 #include "proxystone/ipc.h"
 #include "proxystone/json.h"
+#include "proxystone/liveness.h"
 #include "proxystone/log.h"
 #include "proxystone/registry.h"
 #include "proxystone/store.h"
@@ -64,13 +65,6 @@
 /* Coordinator: registry-version updates in our member record at most this
  * often, so a burst of registrations costs one gossip update, not many. */
 #define META_VERSION_MIN_INTERVAL 0.5
-/* A DEAD verdict from another member about a node we heard from directly
- * this recently is doubted: after a partition heals, the formerly isolated
- * side gossips stale deaths of healthy members, which they refute within
- * milliseconds. A real crash is older than any suspicion timeout (>= 1 s)
- * when its death arrives, so the doubt never delays a true detection by
- * more than one expire scan. */
-#define DEAD_DOUBT_WINDOW 1.0
 /* Worker: fetch the registry at most this often, and at least this often
  * (anti-entropy even when no version news arrives). */
 #define REPLICA_FETCH_MIN_INTERVAL 0.5
@@ -612,6 +606,38 @@ static void on_flush_timer(struct ev_loop *loop, ev_timer *w, int rev)
 		save_now(m);
 }
 
+/* Rule H of liveness.h for every node not in our gossip table. */
+static void expire_silent(struct membership *m)
+{
+	double now = time_mono();
+	size_t k = 0;
+	for (size_t i = 0; i < m->reg.n; i++) {
+		struct reg_node *n = m->reg.nodes[i];
+		struct swim_id sid;
+		if (!strcmp(n->pb.id, m->self_id) ||
+		    (m->gossip && !swim_id_parse(n->pb.id, &sid) &&
+		     swim_member_status(gossip_swim(m->gossip), &sid) !=
+			     SWIM_NONE))
+			continue;
+		struct liveness_view lv = {
+			.in_gossip = false,
+			.beat_ago = now - n->last_heard,
+			.current = n->pb.status,
+		};
+		Ps__NodeStatus next = liveness_status(&lv, m->cfg->node_timeout);
+		if (next == n->pb.status)
+			continue;
+		registry_set_status(&m->reg, n, next);
+		k++;
+	}
+	if (k) {
+		m->n_expired += k;
+		m->dirty_lazy = true;
+		log_info("%zu node(s) inactive: no heartbeat within %.1f s", k,
+			 m->cfg->node_timeout);
+	}
+}
+
 static void on_expire_timer(struct ev_loop *loop, ev_timer *w, int rev)
 {
 	(void)loop;
@@ -620,16 +646,8 @@ static void on_expire_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	self_refresh(m);
 	gossip_refresh(m);
 	/* Workers hold the coordinator's verdicts; only it expires nodes. */
-	size_t n = is_coordinator(m)
-			   ? registry_expire(&m->reg, time_mono(),
-					     m->cfg->node_timeout, m->self_id)
-			   : 0;
-	if (n) {
-		m->n_expired += n;
-		m->dirty_lazy = true;
-		log_info("%zu node(s) inactive: no heartbeat within %.1f s", n,
-			 m->cfg->node_timeout);
-	}
+	if (is_coordinator(m))
+		expire_silent(m);
 }
 
 
@@ -938,35 +956,35 @@ static void on_meta_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	publish_meta(w->data);
 }
 
-static Ps__NodeStatus status_from_swim(enum swim_status st, bool serving)
-{
-	switch (st) {
-	case SWIM_ALIVE:
-		return serving ? PS__NODE_STATUS__NODE_ACTIVE
-			       : PS__NODE_STATUS__NODE_DISABLED;
-	case SWIM_SUSPECT:
-		return PS__NODE_STATUS__NODE_SUSPECT;
-	case SWIM_LEFT:
-		return PS__NODE_STATUS__NODE_LEFT;
-	default:
-		return PS__NODE_STATUS__NODE_INACTIVE;
-	}
-}
-
 static void fmt_addr(const struct swim_addr *a, char out[32])
 {
 	snprintf(out, 32, "%u.%u.%u.%u:%u", a->ip >> 24, (a->ip >> 16) & 255,
 		 (a->ip >> 8) & 255, a->ip & 255, a->port);
 }
 
-/* True if a datagram from `id` reached us within DEAD_DOUBT_WINDOW. */
-static bool heard_recently(struct membership *m, const struct swim_id *id)
+/* Seconds since a datagram from member `id` itself reached us; < 0: never
+ * (or not a member). */
+static double heard_ago(struct membership *m, const struct swim_id *id)
 {
 	struct swim_member_info mi;
-	if (!m->gossip || swim_member_find(gossip_swim(m->gossip), id, &mi))
-		return false;
-	return mi.last_heard >= 0 &&
-	       time_mono() - mi.last_heard < DEAD_DOUBT_WINDOW;
+	if (!m->gossip || swim_member_find(gossip_swim(m->gossip), id, &mi) ||
+	    mi.last_heard < 0)
+		return -1;
+	return time_mono() - mi.last_heard;
+}
+
+/* Applies a status liveness decided (or kept). */
+static void set_status(struct membership *m, struct reg_node *n,
+		       Ps__NodeStatus next, const char *why)
+{
+	if (n->pb.status == next)
+		return;
+	log_info("%s: %s -> %s (%s)", n->pb.id,
+		 registry_status_name(n->pb.status), registry_status_name(next),
+		 why);
+	registry_set_status(&m->reg, n, next);
+	wal_log_node(m, n, false);
+	emit_node(m, "status", n->pb.id, n);
 }
 
 /*
@@ -1045,17 +1063,14 @@ static void coordinator_apply(struct membership *m, const char *id,
 		}
 	}
 	n->pb.has_gossip = n->pb.gossip = true;
-	Ps__NodeStatus next = status_from_swim(ev->status, serving);
-	if (ev->status == SWIM_DEAD && heard_recently(m, &ev->id))
-		next = PS__NODE_STATUS__NODE_SUSPECT;
-	if (n->pb.status != next) {
-		log_info("%s: %s -> %s (gossip)", id,
-			 registry_status_name(n->pb.status),
-			 registry_status_name(next));
-		registry_set_status(&m->reg, n, next);
-		wal_log_node(m, n, false);
-		emit_node(m, "status", id, n);
-	}
+	struct liveness_view lv = {
+		.in_gossip = true,
+		.swim = ev->status,
+		.serving = serving,
+		.heard_ago = heard_ago(m, &ev->id),
+		.current = n->pb.status,
+	};
+	set_status(m, n, liveness_status(&lv, m->cfg->node_timeout), "gossip");
 	if (ev->status == SWIM_ALIVE || ev->status == SWIM_SUSPECT) {
 		n->last_heard = time_mono();
 		n->pb.last_seen_ms = time_wall_ms();
@@ -1184,15 +1199,19 @@ static void gossip_refresh(struct membership *m)
 			n->pb.response_time_ms =
 				(double)(long long)(mi.rtt_ms * 1000) / 1000;
 		}
-		/* A doubted death that was not refuted stands. */
-		if (is_coordinator(m) && mi.status == SWIM_DEAD &&
-		    n->pb.status == PS__NODE_STATUS__NODE_SUSPECT &&
-		    !heard_recently(m, &mi.id)) {
-			log_info("%s: suspect -> inactive (gossip)", id);
-			registry_set_status(&m->reg, n,
-					    PS__NODE_STATUS__NODE_INACTIVE);
-			wal_log_node(m, n, false);
-			emit_node(m, "status", id, n);
+		/* Time alone moves one verdict of rule G: a doubted death
+		 * stands once the doubt window has passed. */
+		if (is_coordinator(m) && mi.status == SWIM_DEAD) {
+			struct liveness_view lv = {
+				.in_gossip = true,
+				.swim = SWIM_DEAD,
+				.heard_ago = mi.last_heard < 0 ? -1
+							       : now - mi.last_heard,
+				.current = n->pb.status,
+			};
+			set_status(m, n,
+				   liveness_status(&lv, m->cfg->node_timeout),
+				   "gossip");
 		}
 		if (is_coordinator(m) &&
 		    (mi.status == SWIM_ALIVE || mi.status == SWIM_SUSPECT)) {

@@ -426,27 +426,6 @@ void registry_set_status(struct registry *r, struct reg_node *n,
 	}
 }
 
-size_t registry_expire(struct registry *r, double now_mono, double timeout,
-		       const char *skip_id)
-{
-	size_t changed = 0;
-	for (size_t i = 0; i < r->n; i++) {
-		struct reg_node *n = r->nodes[i];
-		Ps__NodeStatus s = n->pb.status;
-		if (s == PS__NODE_STATUS__NODE_INACTIVE ||
-		    s == PS__NODE_STATUS__NODE_LEFT)
-			continue;
-		if (skip_id && !strcmp(n->pb.id, skip_id))
-			continue;
-		if (now_mono - n->last_heard > timeout) {
-			registry_set_status(r, n,
-					    PS__NODE_STATUS__NODE_INACTIVE);
-			changed++;
-		}
-	}
-	return changed;
-}
-
 int registry_load_node(struct registry *r, const Ps__Node *pb,
 		       double now_mono)
 {

@@ -828,55 +828,6 @@ static void test_many_inserts_and_removes(void **state)
 	assert_chains(r);
 }
 
-/* ---- expire -------------------------------------------------------------- */
-
-static void test_expire(void **state)
-{
-	struct registry *r = *state;
-	struct reg_node *a = reg_simple(r, "a", T0_MS, 100.0);
-	struct reg_node *b = reg_simple(r, "b", T0_MS, 105.0);
-	struct reg_node *c = reg_simple(r, "c", T0_MS, 100.0);
-	struct reg_node *d = reg_simple(r, "d", T0_MS, 100.0);
-	struct reg_node *e = reg_simple(r, "e", T0_MS, 50.0);
-	struct reg_node *f = reg_simple(r, "f", T0_MS, 50.0);
-	struct reg_node *self = reg_simple(r, "self", T0_MS, 0.0);
-	registry_set_status(r, c, PS__NODE_STATUS__NODE_SUSPECT);
-	registry_set_status(r, d, PS__NODE_STATUS__NODE_DISABLED);
-	registry_set_status(r, e, PS__NODE_STATUS__NODE_INACTIVE);
-	registry_set_status(r, f, PS__NODE_STATUS__NODE_LEFT);
-	uint64_t v = r->version;
-
-	/* Silent exactly `timeout`: not yet expired. */
-	assert_int_equal(registry_expire(r, 110.0, 10.0, "self"), 0);
-	assert_int_equal(r->version, v);
-	assert_int_equal(a->pb.status, PS__NODE_STATUS__NODE_ACTIVE);
-
-	assert_int_equal(registry_expire(r, 110.5, 10.0, "self"), 3);
-	assert_int_equal(a->pb.status, PS__NODE_STATUS__NODE_INACTIVE);
-	assert_int_equal(b->pb.status, PS__NODE_STATUS__NODE_ACTIVE);
-	assert_int_equal(c->pb.status, PS__NODE_STATUS__NODE_INACTIVE);
-	assert_int_equal(d->pb.status, PS__NODE_STATUS__NODE_INACTIVE);
-	assert_int_equal(e->pb.status, PS__NODE_STATUS__NODE_INACTIVE);
-	assert_int_equal(f->pb.status, PS__NODE_STATUS__NODE_LEFT);
-	assert_int_equal(self->pb.status, PS__NODE_STATUS__NODE_ACTIVE);
-	assert_int_equal(r->version, v + 3);
-
-	/* Already inactive: not counted again. */
-	assert_int_equal(registry_expire(r, 110.5, 10.0, "self"), 0);
-	assert_int_equal(r->version, v + 3);
-
-	/* A heartbeat revives; no skip_id expires self too. */
-	char err[TEST_ERR_MAX];
-	assert_int_equal(
-	    heartbeat(r, "a", false, 0, NULL, T0_MS, 200.0, err, sizeof(err)),
-	    0);
-	assert_int_equal(registry_expire(r, 205.0, 10.0, NULL), 2);
-	assert_int_equal(b->pb.status, PS__NODE_STATUS__NODE_INACTIVE);
-	assert_int_equal(self->pb.status, PS__NODE_STATUS__NODE_INACTIVE);
-	assert_int_equal(a->pb.status, PS__NODE_STATUS__NODE_ACTIVE);
-	assert_int_equal(f->pb.status, PS__NODE_STATUS__NODE_LEFT);
-}
-
 /* ---- load_node ----------------------------------------------------------- */
 
 static void test_load_node(void **state)
@@ -1158,7 +1109,6 @@ int main(void)
 	    T(test_heartbeat_metadata_bound),
 	    T(test_remove),
 	    T(test_many_inserts_and_removes),
-	    T(test_expire),
 	    T(test_load_node),
 	    T(test_nodes_max),
 	    T(test_status_names),
