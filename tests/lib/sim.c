@@ -1,6 +1,7 @@
 /*
  * sim — deterministic gossip simulator (see sim.h).
  */
+#include "proxystone/config.h"
 #include "proxystone/rng.h"
 #include "sim.h"
 
@@ -185,7 +186,7 @@ void sim_config_defaults(struct sim_config *cfg, uint64_t seed,
 	cfg->max_nodes = max_nodes;
 	cfg->delay = 0.001;
 	cfg->jitter = 0.001;
-	swim_config_defaults(&cfg->swim);
+	config_gossip_defaults(&cfg->swim);
 	snprintf(cfg->swim.cluster_id, sizeof(cfg->swim.cluster_id), "sim");
 }
 

@@ -65,7 +65,9 @@ enum sim_node_state {
 typedef void (*sim_event_fn)(void *ctx, struct sim *sim, size_t observer,
 			     const struct swim_event *ev);
 
-/* Defaults: 0 loss, 1 ms delay, 1 ms jitter, swim defaults. */
+/* Defaults: 0 loss, 1 ms delay, 1 ms jitter, the product's gossip
+ * configuration (config_gossip_defaults(); swim_config_defaults() is
+ * memberlist's LAN one, for comparisons). */
 void sim_config_defaults(struct sim_config *cfg, uint64_t seed,
 			 size_t max_nodes);
 /* 0 and *out, or -EINVAL, -ENOMEM. */

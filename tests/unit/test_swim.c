@@ -2,6 +2,10 @@
  * test_swim — the gossip layer: wire format (swim_proto) and protocol
  * (swim), the latter in the deterministic simulator (tests/lib/sim.c).
  *
+ * Everything runs the product's gossip configuration,
+ * config_gossip_defaults() (src/common/config.c), as the simulator's
+ * defaults do; swim_config_defaults() is memberlist's, for comparison only.
+ *
  * Every simulated test prints its seed when an assertion fails; set
  * SWIM_SEED=<n> to rerun with that seed, which replays the run exactly, and
  * SWIM_TEST=<glob> to run only the tests whose names match (SWIM_SKIP=<glob>
@@ -20,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "proxystone/config.h"
 #include "proxystone/swim.h"
 #include "proxystone/swim_proto.h"
 #include "../lib/sim.h"
@@ -63,7 +68,7 @@ static double cfg_sync_interval(void)
 {
 	struct swim_config c;
 
-	swim_config_defaults(&c);
+	config_gossip_defaults(&c);
 	return c.sync_interval;
 }
 
@@ -344,7 +349,7 @@ static const char *const LONE_ID = "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f";
 
 static void lone_config(struct swim_config *cfg)
 {
-	swim_config_defaults(cfg);
+	config_gossip_defaults(cfg);
 	snprintf(cfg->cluster_id, sizeof(cfg->cluster_id), "%s", CLUSTER);
 }
 
@@ -594,7 +599,7 @@ static void second_ping_case(bool second_delivered)
 	struct swim_id bid;
 	struct swim_stats st;
 
-	swim_config_defaults(&cfg);
+	config_gossip_defaults(&cfg);
 	snprintf(cfg.cluster_id, sizeof(cfg.cluster_id), "%s", CLUSTER);
 	assert_int_equal(swim_new(&cfg, "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
 				  &p.aa, 1, p.t, &p.a), 0);
@@ -935,7 +940,7 @@ static void test_dead_forgotten(void **state)
 	double t;
 
 	(void)state;
-	swim_config_defaults(&c);
+	config_gossip_defaults(&c);
 	form(sim, n, 1, 20);
 	sim_crash(sim, x);
 	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 60, 0.5, cond_all_see,
