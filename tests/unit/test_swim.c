@@ -1510,6 +1510,252 @@ static void test_anti_entropy_repair(void **state)
 	sim_free(sim);
 }
 
+/* ------------------------------------------------------------------ */
+/* The core/driver contract: no state change lost in a burst. */
+
+/* Fake members the burst introduces: ids no simulated node has. */
+static void burst_id(struct swim_id *id, uint32_t k)
+{
+	memset(id, 0, sizeof(*id));
+	id->b[0] = 0xb5;
+	memcpy(id->b + 1, &k, sizeof(k));
+	id->b[6] = 0x40;
+	id->b[8] = 0x80;
+}
+
+static bool is_burst_id(const struct swim_id *id)
+{
+	struct swim_id want;
+	uint32_t k;
+
+	memcpy(&k, id->b + 1, sizeof(k));
+	burst_id(&want, k);
+	return swim_id_eq(id, &want);
+}
+
+struct burst_count {
+	size_t observer;
+	size_t news, deaths;
+};
+
+static void on_burst(void *ctx, struct sim *sim, size_t observer,
+		     const struct swim_event *ev)
+{
+	struct burst_count *b = ctx;
+
+	(void)sim;
+	if (observer != b->observer || !is_burst_id(&ev->id))
+		return;
+	b->news += (ev->what & SWIM_EV_NEW) != 0;
+	b->deaths += (ev->what & SWIM_EV_STATUS) && ev->status == SWIM_DEAD;
+}
+
+/* Datagrams in the burst: what the driver reads before draining
+ * (gossip.c, GOSSIP_RECV_BATCH). */
+#define BURST_DATAGRAMS 64
+
+/* Sends node `obs` BURST_DATAGRAMS gossip datagrams from node `from`,
+ * filled with records of burst members 0, 1, ... at status `st`;
+ * returns how many members they name. */
+static uint32_t send_burst(struct sim *sim, const struct sim_config *cfg,
+			   size_t obs, size_t from, enum swim_status st)
+{
+	struct swim_encoder *e = malloc(sizeof(*e));
+	struct swim_addr src = sim_addr(from);
+	uint8_t buf[1400];
+	uint32_t k = 0;
+
+	for (int dg = 0; dg < BURST_DATAGRAMS; dg++) {
+		struct swim_header h;
+		int len, rc;
+
+		memset(&h, 0, sizeof(h));
+		h.type = SWIM_MSG_GOSSIP;
+		h.seq = 1000 + (uint64_t)dg;
+		h.sender = *sim_id(sim, from);
+		h.sender_addr = src;
+		h.sender_incarnation =
+		    swim_self_incarnation(sim_swim(sim, from));
+		SIM_ASSERT(swim_encoder_begin(e, cfg->swim.cluster_id, &h,
+					      cfg->swim.mtu) == 0);
+		do {
+			struct swim_record r;
+
+			memset(&r, 0, sizeof(r));
+			burst_id(&r.id, k);
+			r.addr.ip = 0x0b000000 + k;
+			r.addr.port = SIM_PORT;
+			r.status = st;
+			rc = swim_encoder_add(e, &r);
+			k += rc == 0;
+		} while (rc == 0);
+		len = swim_encoder_finish(e, buf, sizeof(buf));
+		SIM_ASSERT(len > 0);
+		SIM_ASSERT(sim_inject(sim, obs, &src, buf, (size_t)len) == 0);
+	}
+	free(e);
+	return k;
+}
+
+/*
+ * A node stalls while BURST_DATAGRAMS full gossip datagrams wait for it,
+ * each introducing as many new members as fit; it then reads them as the
+ * driver does, `batch` before each drain. Then the same again, declaring
+ * them all DEAD. Every change must come out as an event: the old queue
+ * (1,024 events at most) dropped two thirds of each wave with batch 64.
+ */
+static void burst_case(unsigned batch)
+{
+	const size_t n = 2, obs = 0, from = 1;
+	struct sim_config cfg;
+	struct sim *sim = NULL;
+	struct burst_count b = {.observer = obs};
+	struct swim_stats st;
+	uint32_t k = 0, k2 = 0;
+
+	sim_config_defaults(&cfg, test_seed(25), n);
+	cfg.batch = batch;
+	SIM_ASSERT(sim_new(&cfg, &sim) == 0);
+	SIM_ASSERT(sim_bootstrap(sim, n) == 0);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 10, 0.1, sim_drained,
+				      NULL));
+	sim_set_event_hook(sim, on_burst, &b);
+	for (int wave = 0; wave < 2; wave++) {
+		sim_pause(sim, obs);
+		if (wave == 0)
+			k = send_burst(sim, &cfg, obs, from, SWIM_ALIVE);
+		else
+			k2 = send_burst(sim, &cfg, obs, from, SWIM_DEAD);
+		sim_run_for(sim, 0.01); /* they arrive and wait */
+		sim_resume(sim, obs);
+	}
+	swim_stats_get(sim_swim(sim, obs), &st);
+	printf("    batch %u: %u new members in %d datagrams: %zu NEW "
+	       "events; %u of them declared DEAD: %zu DEAD events; %" PRIu64
+	       " dropped\n",
+	       batch, k, BURST_DATAGRAMS, b.news, k2, b.deaths,
+	       st.dropped_events);
+	SIM_ASSERT(k > 1024 && k2 > 1024 && k2 <= k);
+	SIM_ASSERT(b.news == k);
+	SIM_ASSERT(b.deaths == k2);
+	SIM_ASSERT(st.dropped_events == 0);
+	sim_free(sim);
+}
+
+/* Pops every event of s; returns how many were about `id`, the last of
+ * them in *last. */
+static size_t pop_about(struct swim *s, const struct swim_id *id,
+			struct swim_event *last)
+{
+	struct swim_event ev;
+	size_t n = 0;
+
+	while (swim_pop_event(s, &ev)) {
+		if (swim_id_eq(&ev.id, id)) {
+			*last = ev;
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * The event queue merges a member's changes until the application pops
+ * them: one event, the latest state, the status the application last saw
+ * as prev_status. A member reaped before the application heard of it
+ * yields nothing; one it knew yields FORGOTTEN even after it left the
+ * table (and swim_free() frees what is still queued: ASan checks).
+ */
+static void test_event_merge(void **state)
+{
+	struct swim_config cfg;
+	struct swim *s;
+	struct swim_id sender, a, b;
+	struct swim_record r;
+	struct swim_event ev;
+	struct swim_stats st;
+	double t;
+
+	(void)state;
+	lone_config(&cfg);
+	s = lone_new(&cfg);
+	fill_id(&sender, 60);
+	fill_id(&a, 61);
+	fill_id(&b, 62);
+	memset(&r, 0, sizeof(r));
+	r.addr.ip = 0x0a000042;
+	r.addr.port = 7946;
+	r.id = a;
+	r.incarnation = 5;
+	r.status = SWIM_ALIVE;
+	inject(s, &sender, 1, &r, 0.1);
+	r.status = SWIM_SUSPECT;
+	inject(s, &sender, 1, &r, 0.2);
+	/* New and suspect: one event. */
+	assert_int_equal(pop_about(s, &a, &ev), 1);
+	assert_true(ev.what & SWIM_EV_NEW);
+	assert_int_equal(ev.status, SWIM_SUSPECT);
+	assert_int_equal(ev.prev_status, SWIM_NONE);
+	/* Dead, then reaped while its event waits: swim_free() releases
+	 * the reaped member still queued (ASan checks). */
+	r.status = SWIM_DEAD;
+	inject(s, &sender, 1, &r, 0.3);
+	for (t = 0.3; t < 0.3 + cfg.dead_reap_time + 1; t += 0.5)
+		swim_tick(s, t);
+	assert_int_equal(swim_member_status(s, &a), SWIM_NONE);
+	swim_free(s);
+
+	/* Known ALIVE, then dead and reaped before the next pop: one
+	 * event, from the status last seen. b, new and dead and reaped
+	 * without a pop in between: none. */
+	s = lone_new(&cfg);
+	r.status = SWIM_ALIVE;
+	inject(s, &sender, 1, &r, 0.1);
+	assert_int_equal(pop_about(s, &a, &ev), 1);
+	r.status = SWIM_DEAD;
+	inject(s, &sender, 1, &r, 0.2);
+	r.id = b;
+	r.status = SWIM_ALIVE;
+	inject(s, &sender, 1, &r, 0.2);
+	r.status = SWIM_DEAD;
+	inject(s, &sender, 1, &r, 0.2);
+	for (t = 0.2; t < 0.2 + cfg.dead_reap_time + 1; t += 0.5)
+		swim_tick(s, t);
+	assert_int_equal(swim_member_status(s, &b), SWIM_NONE);
+	r.id = a; /* learned again once forgotten: a new member */
+	r.incarnation = 6;
+	r.status = SWIM_ALIVE;
+	inject(s, &sender, 1, &r, t);
+	{
+		struct swim_event evs[2];
+		size_t na = 0;
+
+		while (swim_pop_event(s, &ev)) {
+			assert_false(swim_id_eq(&ev.id, &b));
+			if (swim_id_eq(&ev.id, &a) && na < 2)
+				evs[na++] = ev;
+		}
+		assert_int_equal(na, 2);
+		ev = evs[1];
+		assert_true(ev.what & SWIM_EV_NEW);
+		assert_true(ev.incarnation == 6);
+		ev = evs[0];
+	}
+	swim_stats_get(s, &st);
+	assert_int_equal(st.dropped_events, 0);
+	assert_int_equal(ev.what, SWIM_EV_STATUS | SWIM_EV_FORGOTTEN);
+	assert_int_equal(ev.prev_status, SWIM_ALIVE);
+	assert_int_equal(ev.status, SWIM_DEAD);
+	swim_free(s);
+}
+
+static void test_event_burst(void **state)
+{
+	(void)state;
+	burst_case(1);
+	burst_case(BURST_DATAGRAMS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1535,6 +1781,8 @@ int main(void)
 	    cmocka_unit_test(test_suspicion_confirmations),
 	    cmocka_unit_test(test_buddy_system),
 	    cmocka_unit_test(test_anti_entropy_repair),
+	    cmocka_unit_test(test_event_merge),
+	    cmocka_unit_test(test_event_burst),
 	};
 
 	/* SWIM_TEST=<glob> runs only matching tests (with SWIM_SEED, to
