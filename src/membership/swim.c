@@ -236,6 +236,10 @@ static void list_del(struct mlist *L, struct member *m, size_t off)
 {
 	struct mlink *l = lk(m, off);
 
+	/* m is on L: its neighbours (or L's ends) point at it. */
+	assert(L->n > 0);
+	assert(l->prev ? lk(l->prev, off)->next == m : L->head == m);
+	assert(l->next ? lk(l->next, off)->prev == m : L->tail == m);
 	if (l->prev)
 		lk(l->prev, off)->next = l->next;
 	else
@@ -289,8 +293,10 @@ static void idmap_del(struct swim *s, const struct member *m)
 {
 	size_t mask = s->idmap_cap - 1, i = id_hash(&m->id) & mask;
 
-	while (s->idmap[i] != m)
+	while (s->idmap[i] != m) {
+		assert(s->idmap[i] != NULL); /* m is in the map */
 		i = (i + 1) & mask;
+	}
 	for (size_t j = (i + 1) & mask; s->idmap[j] != NULL;
 	     j = (j + 1) & mask) {
 		size_t home = id_hash(&s->idmap[j]->id) & mask;
@@ -421,6 +427,7 @@ static void set_status(struct swim *s, struct member *m, enum swim_status st,
 
 	if (old == st)
 		return;
+	assert(s->n_status[old] > 0);
 	if (m != s->self) {
 		if (old == SWIM_SUSPECT) {
 			list_del(&s->suspects, m, L_LINK);
@@ -536,6 +543,7 @@ static void bq_drop(struct swim *s, struct member *m)
 
 static void swap_slots(struct swim *s, size_t a, size_t b)
 {
+	assert(a < s->n_members && b < s->n_members);
 	struct member *t = s->members[a];
 
 	s->members[a] = s->members[b];
@@ -555,6 +563,7 @@ static struct member *member_add(struct swim *s, const struct swim_id *id,
 		s->st.dropped_members++;
 		return NULL;
 	}
+	assert(find(s, id) == NULL); /* one entry per id */
 	m = calloc(1, sizeof(*m));
 	if (m == NULL) {
 		s->st.dropped_members++;
@@ -1725,6 +1734,39 @@ static double min2(double a, double b)
 	return a < b ? a : b;
 }
 
+/*
+ * The invariants the layout comment states, checked after every entry
+ * point (O(transmit limit)): every member counted under one status and
+ * on the list its status puts it on (ourselves on none), the broadcast
+ * count matching its lists, the id map at most half full, one pending
+ * event per member at most.
+ */
+static void check_invariants(const struct swim *s)
+{
+	size_t n = 0, bq = 0;
+
+	for (int st = 0; st < SWIM_NONE; st++)
+		n += s->n_status[st];
+	assert(n == s->n_members);
+	assert(s->members[s->self->index] == s->self);
+	assert(s->probe_idx <= s->n_members);
+	assert(2 * s->n_members <= s->idmap_cap);
+	assert(s->suspects.n == s->n_status[SWIM_SUSPECT]);
+	assert(s->gone.n + (s->self->status == SWIM_LEFT) ==
+	       s->n_status[SWIM_DEAD] + s->n_status[SWIM_LEFT]);
+	/* Queued updates sit below bq_limit (piggyback() drops the rest
+	 * when the limit shrinks, before lowering it). */
+	for (size_t t = 0; t < s->bq_limit; t++)
+		bq += s->bq[t].n;
+	assert(bq == s->bq_count && bq <= s->n_members);
+	assert(s->evq.n <= s->n_members + s->n_reaped);
+	assert(s->n_reaped <= SWIM_MEMBERS_MAX);
+	assert(s->n_relays <= SWIM_RELAYS_MAX);
+	assert(s->out_head <= s->out_n && s->out_n <= SWIM_OUTQ_MAX);
+	(void)n;
+	(void)bq;
+}
+
 static void update_deadline(struct swim *s)
 {
 	const struct probe *p = &s->probe;
@@ -1755,6 +1797,7 @@ static void update_deadline(struct swim *s)
 			d = min2(d, r->nack_at);
 	}
 	s->deadline = d;
+	check_invariants(s);
 }
 
 /* ------------------------------------------------------------------ */
