@@ -72,8 +72,16 @@ struct config {
 	bool api_token_reads;              /* api_token_reads: reads need it too */
 };
 
-/* Fills every field with its default. */
+/* Fills every field with its default; the gossip tunables come from
+ * config_gossip_defaults(). */
 void config_defaults(struct config *c);
+struct swim_config;
+/* The product's gossip defaults as a whole swim_config (swim.h): what the
+ * product runs with unless the configuration overrides it, and what the
+ * simulator tests and the benchmarks run. swim_config_defaults() is
+ * memberlist's LAN configuration, kept for comparison. cluster_id is
+ * empty; the callbacks are NULL. */
+void config_gossip_defaults(struct swim_config *out);
 /*
  * Applies one key. `where` prefixes error messages ("file:line" or
  * "--flag"). Returns 0 or -EINVAL with a message in err.

@@ -7,7 +7,10 @@
  * as `now` (monotonic seconds, never decreasing across calls), datagrams
  * come in through swim_recv(), timers through swim_tick(). What it wants
  * sent and what it wants the application to know comes out through two
- * bounded queues the driver drains after every input:
+ * queues the driver drains after every input. The packet queue holds
+ * SWIM_OUTQ_MAX datagrams, plenty for one input; the event queue keeps
+ * one pending event per member, merging its changes, so it loses no
+ * state change even if the driver drains only after a batch of inputs:
  *
  *     for (;;) {
  *         wait for a datagram or swim_next_deadline(s);
@@ -126,10 +129,13 @@
  * SWIM_RELAYS_MAX relays and SWIM_SEEDS_MAX join pings; excess is dropped
  * and counted. */
 #define SWIM_OUTQ_MAX 128
-/* Events waiting in the event queue. One datagram changes at most
- * SWIM_PACKET_RECORDS_MAX + 1 members; 1024 leaves slack for a driver that
- * drains late. Excess events are dropped and counted. */
-#define SWIM_EVENTQ_MAX 1024
+/* The event queue has no limit of its own and cannot overflow: it holds
+ * at most one pending event per member (its changes merge, the event
+ * carries the member's latest state), so at most the members in the
+ * table plus those reaped since the application last drained, each
+ * bounded by SWIM_MEMBERS_MAX. A driver may read any number of
+ * datagrams before it drains (gossip.c reads 64); none of the state
+ * changes they cause is lost. */
 /*
  * Incarnations. Only a member raises its own, one step per refutation, meta
  * change or leave: changing twice a second for 68 years reaches 2^32. So a
@@ -340,7 +346,7 @@ struct swim_stats {
 	uint64_t dropped_malformed;   /* did not decode or failed a bound */
 	uint64_t dropped_misdirected; /* ping for another id, or from our id */
 	uint64_t dropped_outq;	      /* output queue full (SWIM_OUTQ_MAX) */
-	uint64_t dropped_events;      /* event queue full (SWIM_EVENTQ_MAX) */
+	uint64_t dropped_events;      /* events lost: 0, the queue merges per member */
 	uint64_t dropped_relays;      /* ping-req while SWIM_RELAYS_MAX busy */
 	uint64_t dropped_members;     /* table full (SWIM_MEMBERS_MAX) */
 	uint64_t dropped_inc_jump;    /* impossible incarnation (SWIM_INC_JUMP_MAX) */

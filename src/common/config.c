@@ -2,6 +2,7 @@
 #include "proxystone/config.h"
 #include "proxystone/http.h"
 #include "proxystone/log.h"
+#include "proxystone/swim.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -17,6 +18,52 @@
 #define BODY_MAX_LIMIT (16 * 1024 * 1024)
 #define CONN_MAX_LIMIT 65536
 
+/*
+ * The product's gossip tuning: memberlist's LAN configuration
+ * (swim_config_defaults()) with the values below in its place. The one
+ * source of them: config_defaults() copies them into struct config, the
+ * simulator tests (tests/lib/sim.c) and the benchmarks (sim_scale
+ * --print-defaults) call this.
+ *
+ * Faster than memberlist's LAN defaults (1 s, 0.5 s, 3, 4), which take
+ * 5-10 s to declare a crash: a probe every 0.3 s with a timeout still
+ * ~1000x a LAN round trip. A failed direct ping is retried alongside the
+ * indirect probes (swim.c), and 5 of those instead of 3: at 10% loss a
+ * live member then fails a probe with p ~ 0.19 * 0.19 * 0.34^5 = 1.7e-4
+ * instead of 0.19 * 0.34^3 = 7.7e-3 (simulator, 1,000 members, an hour:
+ * 1.7e-4 measured, no false death). That buys a shorter suspicion
+ * (multiplier 3, memberlist 4): a crash is inactive in a median 2.1 s at
+ * 50 real nodes. Figures: BENCHMARKS.md.
+ *
+ * Only fields struct config carries (probe_interval, probe_timeout,
+ * indirect_checks, suspicion_mult, mtu) may differ from
+ * swim_config_defaults(): membership.c builds its swim_config from
+ * swim_config_defaults() and those fields.
+ */
+void config_gossip_defaults(struct swim_config *out)
+{
+	swim_config_defaults(out);
+	out->probe_interval = 0.3;
+	out->probe_timeout = 0.15;
+	out->indirect_checks = 5;
+	out->suspicion_mult = 3;
+	/* Ethernet's 1500 less IP/UDP headers and tunnel headroom. */
+	out->mtu = 1400;
+}
+
+/* struct config's gossip tunables from config_gossip_defaults(). */
+static void config_gossip_apply(struct config *c)
+{
+	struct swim_config sc;
+
+	config_gossip_defaults(&sc);
+	c->probe_interval = sc.probe_interval;
+	c->probe_timeout = sc.probe_timeout;
+	c->indirect_checks = (int)sc.indirect_checks;
+	c->suspicion_mult = sc.suspicion_mult;
+	c->gossip_mtu = (int)sc.mtu;
+}
+
 void config_defaults(struct config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -26,21 +73,7 @@ void config_defaults(struct config *c)
 	c->api_port = 4401;
 	c->gossip_host[0] = '\0'; /* derived: api_host */
 	c->gossip_port = -1;      /* derived: api_port + 1000; 0 = off */
-	/* Faster than memberlist's LAN defaults (1 s, 0.5 s, 3, 4), which take
-	 * 5-10 s to declare a crash: a probe every 0.3 s with a timeout still
-	 * ~1000x a LAN round trip. A failed direct ping is retried alongside
-	 * the indirect probes (swim.c), and 5 of those instead of 3: at 10%
-	 * loss a live member then fails a probe with p ~ 0.19 * 0.19 * 0.34^5
-	 * = 1.7e-4 instead of 0.19 * 0.34^3 = 7.7e-3 (simulator, 1,000
-	 * members, an hour: 1.7e-4 measured, no false death). That buys a
-	 * shorter suspicion (multiplier 3, memberlist 4): a crash is inactive
-	 * in a median 2.1 s at 50 real nodes. Figures: BENCHMARKS.md. */
-	c->probe_interval = 0.3;
-	c->probe_timeout = 0.15;
-	c->indirect_checks = 5;
-	c->suspicion_mult = 3;
-	/* Ethernet's 1500 less IP/UDP headers and tunnel headroom. */
-	c->gossip_mtu = 1400;
+	config_gossip_apply(c);
 	c->gossip_register_after = CONFIG_GOSSIP_REGISTER_AFTER_DEFAULT;
 	c->gossip_register_rate = CONFIG_GOSSIP_REGISTER_RATE_DEFAULT;
 	c->ui_port = 0;

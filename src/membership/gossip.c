@@ -311,8 +311,10 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int rev)
 			continue;
 		}
 		swim_recv(g->swim, &from, pkt, plen, now);
+		/* swim.h's contract: its output queue (SWIM_OUTQ_MAX) is
+		 * sized for one input, so drain after each datagram. */
+		drain(g);
 	}
-	drain(g);
 }
 
 static void on_warn_timer(struct ev_loop *loop, ev_timer *w, int rev)

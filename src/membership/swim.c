@@ -12,6 +12,15 @@
  *    goes out, so a newer update replaces an older one for free.
  *  - suspects: members under suspicion (scanned for expired timers).
  *  - gone: DEAD and LEFT members, oldest first (reaping).
+ *  - evq: members with an event for the application pending, oldest
+ *    first. A member is queued at most once: what changed accumulates in
+ *    its ev_what, the status the application last saw in ev_prev, and
+ *    the event is built from its current state when popped. So the queue
+ *    cannot overflow and never loses a state change, however late the
+ *    driver drains. A member reaped while queued leaves the table but
+ *    stays allocated in evq (`reaped`) until its FORGOTTEN event is
+ *    popped; one reaped before the application ever heard of it (NEW
+ *    still pending) is simply dropped with its event.
  *  - digest[]: per id-hash range, the XOR of the members' (id,
  *    incarnation, status) hashes, kept current on every change, compared
  *    by periodic anti-entropy.
@@ -19,6 +28,7 @@
 #include "proxystone/rng.h"
 #include "proxystone/swim.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -88,12 +98,18 @@ struct member {
 	double last_heard;
 	uint8_t *meta;
 	struct suspicion *susp; /* while SUSPECT */
+	bool ev_queued;	/* in evq */
+	bool reaped;	/* out of the table, kept for its pending event */
+	uint8_t ev_what; /* enum swim_event_what bits pending */
+	uint8_t ev_prev; /* status the application last saw (NONE: new) */
 	struct mlink bq;	/* dissemination bucket */
+	struct mlink ev; /* evq */
 	struct mlink l; /* suspects while SUSPECT, gone while DEAD/LEFT */
 };
 
 #define BQ_LINK offsetof(struct member, bq)
 #define L_LINK offsetof(struct member, l)
+#define EV_LINK offsetof(struct member, ev)
 
 struct probe {
 	bool active, indirect;
@@ -169,8 +185,8 @@ struct swim {
 	uint8_t *outbuf;
 	size_t outbuf_len, outbuf_cap;
 
-	struct swim_event *evq;
-	size_t ev_head, ev_n, ev_cap;
+	struct mlist evq;
+	size_t n_reaped; /* members in evq that left the table */
 
 	struct swim_stats st;
 	struct swim_encoder enc;
@@ -220,6 +236,10 @@ static void list_del(struct mlist *L, struct member *m, size_t off)
 {
 	struct mlink *l = lk(m, off);
 
+	/* m is on L: its neighbours (or L's ends) point at it. */
+	assert(L->n > 0);
+	assert(l->prev ? lk(l->prev, off)->next == m : L->head == m);
+	assert(l->next ? lk(l->next, off)->prev == m : L->tail == m);
 	if (l->prev)
 		lk(l->prev, off)->next = l->next;
 	else
@@ -273,8 +293,10 @@ static void idmap_del(struct swim *s, const struct member *m)
 {
 	size_t mask = s->idmap_cap - 1, i = id_hash(&m->id) & mask;
 
-	while (s->idmap[i] != m)
+	while (s->idmap[i] != m) {
+		assert(s->idmap[i] != NULL); /* m is in the map */
 		i = (i + 1) & mask;
+	}
 	for (size_t j = (i + 1) & mask; s->idmap[j] != NULL;
 	     j = (j + 1) & mask) {
 		size_t home = id_hash(&s->idmap[j]->id) & mask;
@@ -321,54 +343,73 @@ static int reserve_member(struct swim *s)
 /* ------------------------------------------------------------------ */
 /* Queues out: events. */
 
-static void emit(struct swim *s, const struct member *m, unsigned what,
+/* Records a change of `m` for the application: queues it, or adds to its
+ * pending event. `prev`: its status before this change. */
+static void emit(struct swim *s, struct member *m, unsigned what,
 		 enum swim_status prev)
 {
-	struct swim_event *ev;
-
 	if (m == s->self || what == 0)
 		return;
-	if (s->ev_head > 0 && s->ev_head == s->ev_n)
-		s->ev_head = s->ev_n = 0;
-	if (s->ev_n == s->ev_cap) {
-		size_t cap = s->ev_cap ? s->ev_cap * 2 : 16;
-		struct swim_event *q;
-
-		if (s->ev_n >= SWIM_EVENTQ_MAX) {
-			s->st.dropped_events++;
-			return;
-		}
-		if (cap > SWIM_EVENTQ_MAX)
-			cap = SWIM_EVENTQ_MAX;
-		q = realloc(s->evq, cap * sizeof(*q));
-		if (q == NULL) {
-			s->st.dropped_events++;
-			return;
-		}
-		s->evq = q;
-		s->ev_cap = cap;
+	if (m->ev_queued) {
+		m->ev_what |= (uint8_t)what;
+		return;
 	}
-	ev = &s->evq[s->ev_n++];
-	ev->what = what;
-	ev->id = m->id;
-	ev->addr = m->addr;
-	ev->incarnation = m->inc;
-	ev->status = (enum swim_status)m->status;
-	ev->prev_status = prev;
-	ev->rtt_ms = m->rtt < 0 ? -1.0 : m->rtt * 1000.0;
-	ev->meta_len = m->meta_len;
-	if (m->meta_len > 0)
-		memcpy(ev->meta, m->meta, m->meta_len);
+	m->ev_queued = true;
+	m->ev_what = (uint8_t)what;
+	m->ev_prev = (uint8_t)((what & SWIM_EV_NEW) ? SWIM_NONE : prev);
+	list_push_tail(&s->evq, m, EV_LINK);
+	/* One entry per member in the table, plus reaped ones the
+	 * application knew (see evq in the layout comment). */
+	assert(s->evq.n <= s->n_members + s->n_reaped);
+}
+
+static void member_free(struct member *m)
+{
+	free(m->meta);
+	free(m->susp);
+	free(m);
+}
+
+/* Takes m off evq; frees it if it had left the table. */
+static void ev_unqueue(struct swim *s, struct member *m)
+{
+	list_del(&s->evq, m, EV_LINK);
+	m->ev_queued = false;
+	if (m->reaped) {
+		assert(s->n_reaped > 0);
+		s->n_reaped--;
+		member_free(m);
+	}
 }
 
 bool swim_pop_event(struct swim *s, struct swim_event *ev)
 {
-	if (s->ev_head >= s->ev_n)
-		return false;
-	*ev = s->evq[s->ev_head++];
-	if (s->ev_head == s->ev_n)
-		s->ev_head = s->ev_n = 0;
-	return true;
+	struct member *m;
+
+	while ((m = s->evq.head) != NULL) {
+		unsigned what = m->ev_what;
+
+		/* Back where the application last saw it (ALIVE -> SUSPECT
+		 * -> ALIVE between two drains): no status change to report. */
+		if (m->status == m->ev_prev)
+			what &= ~(unsigned)SWIM_EV_STATUS;
+		if (what != 0) {
+			ev->what = what;
+			ev->id = m->id;
+			ev->addr = m->addr;
+			ev->incarnation = m->inc;
+			ev->status = (enum swim_status)m->status;
+			ev->prev_status = (enum swim_status)m->ev_prev;
+			ev->rtt_ms = m->rtt < 0 ? -1.0 : m->rtt * 1000.0;
+			ev->meta_len = m->meta_len;
+			if (m->meta_len > 0)
+				memcpy(ev->meta, m->meta, m->meta_len);
+		}
+		ev_unqueue(s, m);
+		if (what != 0)
+			return true;
+	}
+	return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -386,6 +427,7 @@ static void set_status(struct swim *s, struct member *m, enum swim_status st,
 
 	if (old == st)
 		return;
+	assert(s->n_status[old] > 0);
 	if (m != s->self) {
 		if (old == SWIM_SUSPECT) {
 			list_del(&s->suspects, m, L_LINK);
@@ -501,6 +543,7 @@ static void bq_drop(struct swim *s, struct member *m)
 
 static void swap_slots(struct swim *s, size_t a, size_t b)
 {
+	assert(a < s->n_members && b < s->n_members);
 	struct member *t = s->members[a];
 
 	s->members[a] = s->members[b];
@@ -520,6 +563,7 @@ static struct member *member_add(struct swim *s, const struct swim_id *id,
 		s->st.dropped_members++;
 		return NULL;
 	}
+	assert(find(s, id) == NULL); /* one entry per id */
 	m = calloc(1, sizeof(*m));
 	if (m == NULL) {
 		s->st.dropped_members++;
@@ -559,17 +603,26 @@ static void member_remove(struct swim *s, struct member *m)
 	digest_flip(s, m);
 	idmap_del(s, m);
 	bq_drop(s, m);
-	if (m->status == SWIM_SUSPECT) {
+	if (m->status == SWIM_SUSPECT)
 		list_del(&s->suspects, m, L_LINK);
-		free(m->susp);
-	} else if (m->status == SWIM_DEAD || m->status == SWIM_LEFT) {
+	else if (m->status == SWIM_DEAD || m->status == SWIM_LEFT)
 		list_del(&s->gone, m, L_LINK);
-	}
 	s->n_status[m->status]--;
 	if (s->probe.target == m)
 		s->probe.target = NULL;
-	free(m->meta);
-	free(m);
+	free(m->susp);
+	m->susp = NULL;
+	if (m->ev_queued && (m->ev_what & SWIM_EV_NEW)) {
+		/* The application never heard of it: nothing to tell. */
+		list_del(&s->evq, m, EV_LINK);
+		m->ev_queued = false;
+	}
+	if (m->ev_queued) {
+		m->reaped = true; /* freed when its event is popped */
+		s->n_reaped++;
+		return;
+	}
+	member_free(m);
 }
 
 static void member_record(const struct member *m, struct swim_record *r)
@@ -1681,6 +1734,39 @@ static double min2(double a, double b)
 	return a < b ? a : b;
 }
 
+/*
+ * The invariants the layout comment states, checked after every entry
+ * point (O(transmit limit)): every member counted under one status and
+ * on the list its status puts it on (ourselves on none), the broadcast
+ * count matching its lists, the id map at most half full, one pending
+ * event per member at most.
+ */
+static void check_invariants(const struct swim *s)
+{
+	size_t n = 0, bq = 0;
+
+	for (int st = 0; st < SWIM_NONE; st++)
+		n += s->n_status[st];
+	assert(n == s->n_members);
+	assert(s->members[s->self->index] == s->self);
+	assert(s->probe_idx <= s->n_members);
+	assert(2 * s->n_members <= s->idmap_cap);
+	assert(s->suspects.n == s->n_status[SWIM_SUSPECT]);
+	assert(s->gone.n + (s->self->status == SWIM_LEFT) ==
+	       s->n_status[SWIM_DEAD] + s->n_status[SWIM_LEFT]);
+	/* Queued updates sit below bq_limit (piggyback() drops the rest
+	 * when the limit shrinks, before lowering it). */
+	for (size_t t = 0; t < s->bq_limit; t++)
+		bq += s->bq[t].n;
+	assert(bq == s->bq_count && bq <= s->n_members);
+	assert(s->evq.n <= s->n_members + s->n_reaped);
+	assert(s->n_reaped <= SWIM_MEMBERS_MAX);
+	assert(s->n_relays <= SWIM_RELAYS_MAX);
+	assert(s->out_head <= s->out_n && s->out_n <= SWIM_OUTQ_MAX);
+	(void)n;
+	(void)bq;
+}
+
 static void update_deadline(struct swim *s)
 {
 	const struct probe *p = &s->probe;
@@ -1711,6 +1797,7 @@ static void update_deadline(struct swim *s)
 			d = min2(d, r->nack_at);
 	}
 	s->deadline = d;
+	check_invariants(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1833,15 +1920,16 @@ void swim_free(struct swim *s)
 {
 	if (s == NULL)
 		return;
-	for (size_t i = 0; i < s->n_members; i++) {
-		free(s->members[i]->meta);
-		free(s->members[i]->susp);
-		free(s->members[i]);
+	for (struct member *m = s->evq.head, *nx; m != NULL; m = nx) {
+		nx = m->ev.next;
+		if (m->reaped)
+			member_free(m); /* in no table any more */
 	}
+	for (size_t i = 0; i < s->n_members; i++)
+		member_free(s->members[i]);
 	free(s->members);
 	free(s->idmap);
 	free(s->outbuf);
-	free(s->evq);
 	free(s);
 }
 

@@ -9,7 +9,6 @@ built here; two at a time (one per core)."""
 import json
 import math
 import os
-import re
 import subprocess
 import time
 
@@ -90,19 +89,12 @@ def build():
     os.replace(tmp, SIM)
 
 
-def product_defaults():
-    """The gossip defaults of src/common/config.c, config_defaults()."""
-    with open(os.path.join(lib.ROOT, "src", "common", "config.c")) as f:
-        src = f.read()
-    body = src[src.index("void config_defaults"):]
-    body = body[:body.index("\n}\n")]
-    out = {}
-    for key in ("probe_interval", "probe_timeout", "indirect_checks", "suspicion_mult"):
-        m = re.search(rf"c->{key}\s*=\s*([0-9.]+)\s*;", body)
-        if not m:
-            raise ValueError(f"{key} not found in config_defaults()")
-        out[key] = float(m.group(1))
-    return out
+def tunings():
+    """The product's gossip defaults (config_gossip_defaults(), the values the
+    product ships) and memberlist's LAN ones, as the built simulator reports
+    them: `sim_scale --print-defaults`."""
+    r = subprocess.run([SIM, "--print-defaults"], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
 
 
 def mem_available_mb():
@@ -155,21 +147,16 @@ def jobs_plan():
     return jobs
 
 
-def argv_of(job, prod, out):
+def argv_of(job, out):
     a = [SIM, "--n", str(job["n"]), "--config", job["config"], "--seed", str(job["seed"]),
          "--crashes", str(job["crashes"]), "--batch", str(job["batch"]),
          "--window", str(job["window"]), "--losses", ",".join(str(x) for x in job["losses"]),
          "--time-limit", f"{max(5.0, DEADLINE - (time.monotonic() - T0)):.0f}",
          "--out", out]
-    if job["config"] == "product":
-        a += ["--probe-interval", str(prod["probe_interval"]),
-              "--probe-timeout", str(prod["probe_timeout"]),
-              "--indirect-checks", str(int(prod["indirect_checks"])),
-              "--suspicion-mult", str(prod["suspicion_mult"])]
     return a
 
 
-def run_all(jobs, prod):
+def run_all(jobs):
     scratch = lib.scratch_dir("gossip-scale")
     env = dict(os.environ)
     # Transparent huge pages for the heap where the kernel allows them
@@ -205,7 +192,7 @@ def run_all(jobs, prod):
                 out = os.path.join(scratch, f"job{job['id']}.json")
                 log = os.path.join(scratch, f"job{job['id']}.log")
                 # Long mode shares the machine for hours: lowest priority.
-                p = lib.spawn(argv_of(job, prod, out), log, env=env,
+                p = lib.spawn(argv_of(job, out), log, env=env,
                               preexec_fn=(lambda: os.nice(19)) if LONG else None)
                 job["t_start"] = time.monotonic()
                 running[p.pid] = (job, p, (out, log))
@@ -271,17 +258,16 @@ def pretty_n(n):
 
 # --------------------------------------------------------------------------
 
-try:
-    PROD = product_defaults()
-except (OSError, ValueError) as e:
-    PROD = {"probe_interval": 0.4, "probe_timeout": 0.2, "indirect_checks": 3,
-            "suspicion_mult": 1.5}
-    sec.problem(f"could not read the defaults from src/common/config.c ({e}); used {PROD}")
-
 build()
+try:
+    TUNINGS = tunings()
+except (OSError, ValueError, subprocess.CalledProcessError) as e:
+    sec.problem(f"`sim_scale --print-defaults` failed ({e})")
+    raise
+PROD = TUNINGS["product"]
 sec.log(f"built {os.path.relpath(SIM, lib.ROOT)}; product defaults {PROD}")
 JOBS = jobs_plan()
-RESULTS = run_all(JOBS, PROD)
+RESULTS = run_all(JOBS)
 sim_wall = time.monotonic() - T0
 
 
@@ -391,19 +377,23 @@ if LONG:
     SHORTER_TEXT += ("; a window the time limit cut short says so. `make bench`'s own "
                      "gossip section runs the same program with shorter windows")
 pi, pt = PROD["probe_interval"], PROD["probe_timeout"]
-lan_desc = "probe_interval 1 s, probe_timeout 0.5 s, indirect_checks 3, suspicion_mult 4"
+LAN = TUNINGS["lan"]
+lan_desc = (f"probe_interval {LAN['probe_interval']:g} s, probe_timeout {LAN['probe_timeout']:g} s, "
+            f"indirect_checks {LAN['indirect_checks']:g}, suspicion_mult {LAN['suspicion_mult']:g}")
 sec.intro(f"""
 Many SWIM instances (`src/membership/swim.c`, the code the product runs) in one
 process, in the deterministic simulator `tests/lib/sim.c`: a virtual clock, a
 seeded PRNG, datagrams delayed 1 ms + up to 1 ms of jitter and dropped at
 random at the loss rate. The program is `tests/bench/sim_scale.c`, built and
 run by `tests/bench/50_gossip_scale.py`. Two configurations:
-**product defaults** (`src/common/config.c`, read at run time: probe_interval
+**product defaults** (`config_gossip_defaults()` in `src/common/config.c`, as
+`sim_scale --print-defaults` reports them: probe_interval
 {pi:g} s, probe_timeout {pt:g} s, indirect_checks {PROD['indirect_checks']:g},
 suspicion_mult {PROD['suspicion_mult']:g}; the rest as `swim_config_defaults()`)
 and **memberlist LAN** (`swim_config_defaults()` as is: {lan_desc}). Both have
-suspicion_max_mult 6, retransmit_mult 4, gossip to 3 members every 0.2 s and a
-digest anti-entropy exchange every 10 s. Simulated members carry no application
+suspicion_max_mult {PROD['suspicion_max_mult']:g}, retransmit_mult {PROD['retransmit_mult']:g},
+gossip to {PROD['gossip_nodes']:g} members every {PROD['gossip_interval']:g} s and a
+digest anti-entropy exchange every {PROD['sync_interval']:g} s. Simulated members carry no application
 metadata.
 
 Each cluster is formed with `sim_bootstrap()` (every member told of every other
@@ -629,7 +619,7 @@ def block(config, idx):
 if plot_rows:
     spread_top = 1.7 * max([x for r in plot_rows for x in r[4] + r[5] if x is not None]
                            + [0.1])
-    lan_c = cfg_of("lan", min(sizes_run)) or {"probe_interval": 1, "suspicion_mult": 4}
+    lan_c = cfg_of("lan", min(sizes_run)) or LAN
     # gnuplot data blocks: name -> (config, column of plot_rows' series)
     data = {"PD": ("product", 0), "PA": ("product", 1), "LD": ("lan", 0), "LA": ("lan", 1),
             "PS": ("product", 2), "PX": ("product", 3), "LS": ("lan", 2), "LX": ("lan", 3)}

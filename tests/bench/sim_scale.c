@@ -27,11 +27,15 @@
  *
  * Output: one JSON object on stdout (or FILE). Progress on stderr.
  *
- * `product` is the configuration the product ships (src/common/config.c:
- * probe 0.4 s, timeout 0.2 s, 3 indirect checks, suspicion multiplier 1.5,
- * unless overridden by the flags, which the benchmark script reads from
- * config.c; the rest swim_config_defaults()); `lan` is
+ * `product` is the configuration the product ships, config_gossip_defaults()
+ * (src/common/config.c), unless overridden by the --probe-* flags; `lan` is
  * swim_config_defaults() as is (memberlist's LAN configuration).
+ *
+ *   sim_scale --print-defaults
+ *
+ * prints both as one JSON object ({"product": {...}, "lan": {...}}) and
+ * exits: the benchmark scripts read the tunings from here, never from the
+ * source.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -41,6 +45,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "proxystone/config.h"
 #include "proxystone/rng.h"
 #include "proxystone/swim.h"
 #include "sim.h"
@@ -247,9 +252,41 @@ static void run_window(struct sim *sim, struct watch *w, double loss,
 		sim_run_for(sim, 5.0);
 }
 
+static void print_tuning(const char *name, const struct swim_config *c,
+			 const char *sep)
+{
+	printf("\"%s\": {\"probe_interval\": %g, \"probe_timeout\": %g, "
+	       "\"indirect_checks\": %u, \"suspicion_mult\": %g, "
+	       "\"suspicion_max_mult\": %g, \"retransmit_mult\": %u, "
+	       "\"gossip_interval\": %g, \"gossip_nodes\": %u, "
+	       "\"gossip_to_dead\": %g, \"health_max\": %u, "
+	       "\"nack_ratio\": %g, \"sync_interval\": %g, "
+	       "\"reconnect_interval\": %g, \"dead_reap_time\": %g, "
+	       "\"mtu\": %zu}%s",
+	       name, c->probe_interval, c->probe_timeout, c->indirect_checks,
+	       c->suspicion_mult, c->suspicion_max_mult, c->retransmit_mult,
+	       c->gossip_interval, c->gossip_nodes, c->gossip_to_dead,
+	       c->health_max, c->nack_ratio, c->sync_interval,
+	       c->reconnect_interval, c->dead_reap_time, c->mtu, sep);
+}
+
+/* --print-defaults: the product's tuning and memberlist's, as JSON. */
+static int print_defaults(void)
+{
+	struct swim_config prod, lan;
+
+	config_gossip_defaults(&prod);
+	swim_config_defaults(&lan);
+	printf("{");
+	print_tuning("product", &prod, ", ");
+	print_tuning("lan", &lan, "}\n");
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: sim_scale --n N --config product|lan "
+	fprintf(stderr, "usage: sim_scale --print-defaults\n"
+			"       sim_scale --n N --config product|lan "
 			"[--seed S] [--crashes K] [--batch B] [--window S] "
 			"[--losses 0,0.05,0.1] [--time-limit S] [--out FILE]\n"
 			"  product overrides: [--probe-interval S] "
@@ -277,6 +314,8 @@ int main(int argc, char **argv)
 	double cpu0, wall0, t;
 	int rc;
 
+	if (argc == 2 && !strcmp(argv[1], "--print-defaults"))
+		return print_defaults();
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -329,11 +368,7 @@ int main(int argc, char **argv)
 
 	sim_config_defaults(&cfg, seed, n);
 	if (!strcmp(config, "product")) {
-		/* src/common/config.c, config_defaults(). */
-		cfg.swim.probe_interval = 0.3;
-		cfg.swim.probe_timeout = 0.15;
-		cfg.swim.indirect_checks = 3;
-		cfg.swim.suspicion_mult = 4;
+		config_gossip_defaults(&cfg.swim);
 		if (o_interval > 0)
 			cfg.swim.probe_interval = o_interval;
 		if (o_timeout > 0)
@@ -342,9 +377,12 @@ int main(int argc, char **argv)
 			cfg.swim.suspicion_mult = o_mult;
 		if (o_indirect >= 0)
 			cfg.swim.indirect_checks = (unsigned)o_indirect;
-	} else if (strcmp(config, "lan") != 0) {
+	} else if (!strcmp(config, "lan")) {
+		swim_config_defaults(&cfg.swim);
+	} else {
 		usage();
 	}
+	snprintf(cfg.swim.cluster_id, sizeof(cfg.swim.cluster_id), "sim");
 	rc = sim_new(&cfg, &sim);
 	if (rc != 0) {
 		fprintf(stderr, "sim_new: %s\n", strerror(-rc));

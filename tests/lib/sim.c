@@ -1,6 +1,7 @@
 /*
  * sim — deterministic gossip simulator (see sim.h).
  */
+#include "proxystone/config.h"
 #include "proxystone/rng.h"
 #include "sim.h"
 
@@ -18,6 +19,7 @@
 #define STALL_TICKS 10000
 
 struct pkt {
+	struct pkt *next; /* in a paused node's inbox */
 	struct swim_addr from;
 	size_t len;
 	uint8_t data[];
@@ -37,6 +39,9 @@ struct node {
 	struct swim_id id;
 	int group;
 	bool in_blocked, out_blocked;
+	bool paused;
+	struct pkt *in_head, *in_tail; /* waiting while paused, oldest first */
+	size_t in_n;
 	bool timer_pending;
 	uint32_t timer_gen;
 	double timer_at;
@@ -185,7 +190,7 @@ void sim_config_defaults(struct sim_config *cfg, uint64_t seed,
 	cfg->max_nodes = max_nodes;
 	cfg->delay = 0.001;
 	cfg->jitter = 0.001;
-	swim_config_defaults(&cfg->swim);
+	config_gossip_defaults(&cfg->swim);
 	snprintf(cfg->swim.cluster_id, sizeof(cfg->swim.cluster_id), "sim");
 }
 
@@ -236,12 +241,26 @@ int sim_new(const struct sim_config *cfg, struct sim **out)
 	return 0;
 }
 
+static void inbox_clear(struct node *n)
+{
+	while (n->in_head != NULL) {
+		struct pkt *p = n->in_head;
+
+		n->in_head = p->next;
+		free(p);
+	}
+	n->in_tail = NULL;
+	n->in_n = 0;
+}
+
 void sim_free(struct sim *sim)
 {
 	if (sim == NULL)
 		return;
-	for (size_t i = 0; sim->nodes != NULL && i < sim->n_nodes; i++)
+	for (size_t i = 0; sim->nodes != NULL && i < sim->n_nodes; i++) {
 		swim_free(sim->nodes[i].swim);
+		inbox_clear(&sim->nodes[i]);
+	}
 	for (size_t i = 0; sim->heap != NULL && i < sim->heap_n; i++)
 		free(sim->heap[i].pkt);
 	free(sim->nodes);
@@ -441,6 +460,8 @@ void sim_crash(struct sim *sim, size_t i)
 
 	swim_free(n->swim);
 	n->swim = NULL;
+	inbox_clear(n);
+	n->paused = false;
 	n->state = SIM_CRASHED;
 	n->timer_pending = false;
 	n->timer_gen++;
@@ -455,6 +476,64 @@ void sim_leave(struct sim *sim, size_t i)
 	n->state = SIM_LEAVING;
 	swim_leave(n->swim, sim->now);
 	drain(sim, i);
+}
+
+void sim_pause(struct sim *sim, size_t i)
+{
+	if (i < sim->n_nodes && sim->nodes[i].swim != NULL)
+		sim->nodes[i].paused = true;
+}
+
+void sim_resume(struct sim *sim, size_t i)
+{
+	struct node *n;
+	unsigned batch = sim->cfg.batch > 1 ? sim->cfg.batch : 1, k = 0;
+
+	if (i >= sim->n_nodes || !sim->nodes[i].paused)
+		return;
+	n = &sim->nodes[i];
+	n->paused = false;
+	while (n->in_head != NULL) {
+		struct pkt *p = n->in_head;
+
+		n->in_head = p->next;
+		n->in_n--;
+		sim->c.packets_delivered++;
+		swim_recv(n->swim, &p->from, p->data, p->len, sim->now);
+		free(p);
+		if (++k == batch || n->in_head == NULL) {
+			drain(sim, i);
+			k = 0;
+		}
+	}
+	n->in_tail = NULL;
+	swim_tick(n->swim, sim->now);
+	drain(sim, i);
+}
+
+int sim_inject(struct sim *sim, size_t i, const struct swim_addr *from,
+	       const uint8_t *pkt, size_t len)
+{
+	struct pkt *p;
+	struct ev e;
+
+	if (i >= sim->n_nodes)
+		return -EINVAL;
+	p = malloc(sizeof(*p) + len);
+	if (p == NULL)
+		return -ENOMEM;
+	p->from = *from;
+	p->len = len;
+	memcpy(p->data, pkt, len);
+	e.t = sim->now + sim->cfg.delay;
+	e.node = (uint32_t)i;
+	e.gen = 0;
+	e.pkt = p;
+	if (heap_push(sim, e) != 0) {
+		free(p);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int sim_start_cluster(struct sim *sim, size_t n, double window)
@@ -525,6 +604,20 @@ void sim_run_until(struct sim *sim, double t)
 		if (e.pkt != NULL) {
 			if (n->swim == NULL) {
 				sim->c.dropped_crashed++;
+			} else if (n->paused) {
+				if (n->in_n >= SIM_INBOX_MAX) {
+					sim->c.dropped_overflow++;
+					free(e.pkt);
+					continue;
+				}
+				e.pkt->next = NULL;
+				if (n->in_tail != NULL)
+					n->in_tail->next = e.pkt;
+				else
+					n->in_head = e.pkt;
+				n->in_tail = e.pkt;
+				n->in_n++;
+				continue; /* kept: sim_resume() reads it */
 			} else {
 				sim->c.packets_delivered++;
 				swim_recv(n->swim, &e.pkt->from, e.pkt->data,
@@ -537,6 +630,8 @@ void sim_run_until(struct sim *sim, double t)
 		if (n->swim == NULL || e.gen != n->timer_gen)
 			continue; /* stale timer */
 		n->timer_pending = false;
+		if (n->paused)
+			continue; /* sim_resume() runs the timers */
 		if (sim->now != n->last_tick) {
 			n->last_tick = sim->now;
 			n->ticks_at_last = 0;

@@ -14,7 +14,12 @@
  *  - partitions: nodes carry a group number; datagrams cross no groups;
  *  - blocks: a one-way link i -> j, or everything into / out of a node;
  *  - crash: the instance is freed, datagrams to it vanish;
- *  - restart: a fresh instance with the same id and address.
+ *  - restart: a fresh instance with the same id and address;
+ *  - pause: the node's process stalls (its timers wait, datagrams to it
+ *    wait in its socket buffer); on resume it reads them `batch` at a
+ *    time, handing out what swim queued only after each batch, as the
+ *    driver (gossip.c, on_readable) does. Processing takes no virtual
+ *    time, so datagrams wait for a node only while it is paused.
  * Blocks, partitions and loss apply when a datagram is sent.
  *
  * The simulator watches every instance's events: a member declared DEAD
@@ -42,6 +47,11 @@
 #define SIM_NODES_MAX 65536
 /* One-way link blocks at once (checked per datagram by a linear scan). */
 #define SIM_BLOCKS_MAX 64
+/* Datagrams waiting for a paused node: the driver's 1 MB socket buffer
+ * (gossip.c, GOSSIP_SOCKBUF) holds about this many small datagrams (the
+ * kernel charges ~1 KB of overhead each). Excess is dropped, counted
+ * (dropped_overflow), as the kernel would. */
+#define SIM_INBOX_MAX 1024
 
 struct sim;
 
@@ -51,6 +61,10 @@ struct sim_config {
 	double loss;		 /* 0..1 */
 	double delay;		 /* seconds, one way */
 	double jitter;		 /* seconds, uniform extra delay */
+	/* Datagrams a node reads before handing out what swim queued, when
+	 * several wait (after a pause); 0 or 1: after each one. The product's
+	 * driver reads up to 64 (gossip.c, GOSSIP_RECV_BATCH). */
+	unsigned batch;
 	struct swim_config swim; /* every instance's config */
 };
 
@@ -65,7 +79,9 @@ enum sim_node_state {
 typedef void (*sim_event_fn)(void *ctx, struct sim *sim, size_t observer,
 			     const struct swim_event *ev);
 
-/* Defaults: 0 loss, 1 ms delay, 1 ms jitter, swim defaults. */
+/* Defaults: 0 loss, 1 ms delay, 1 ms jitter, the product's gossip
+ * configuration (config_gossip_defaults(); swim_config_defaults() is
+ * memberlist's LAN one, for comparisons). */
 void sim_config_defaults(struct sim_config *cfg, uint64_t seed,
 			 size_t max_nodes);
 /* 0 and *out, or -EINVAL, -ENOMEM. */
@@ -94,6 +110,16 @@ int sim_start_cluster(struct sim *sim, size_t n, double window);
 int sim_bootstrap(struct sim *sim, size_t n);
 void sim_crash(struct sim *sim, size_t i);
 void sim_leave(struct sim *sim, size_t i);
+/* Stalls node i (see the top of this file); a no-op unless running. */
+void sim_pause(struct sim *sim, size_t i);
+/* Node i reads what waits for it, cfg.batch datagrams between drains,
+ * then runs its timers. A no-op unless paused. */
+void sim_resume(struct sim *sim, size_t i);
+/* Sends `pkt` to node i as if from `from` (a forged or hand-made
+ * datagram), after the usual delay; loss and blocks do not apply.
+ * 0, -EINVAL (bad index), -ENOMEM. */
+int sim_inject(struct sim *sim, size_t i, const struct swim_addr *from,
+	       const uint8_t *pkt, size_t len);
 
 void sim_run_until(struct sim *sim, double t);
 void sim_run_for(struct sim *sim, double dt);
@@ -135,6 +161,7 @@ struct sim_counters {
 	uint64_t packets_sent, bytes_sent;
 	uint64_t packets_delivered;
 	uint64_t dropped_loss, dropped_blocked, dropped_crashed;
+	uint64_t dropped_overflow; /* paused node's inbox full */
 	uint64_t events;
 	uint64_t false_dead; /* DEAD declared about a running member */
 };

@@ -2,6 +2,10 @@
  * test_swim — the gossip layer: wire format (swim_proto) and protocol
  * (swim), the latter in the deterministic simulator (tests/lib/sim.c).
  *
+ * Everything runs the product's gossip configuration,
+ * config_gossip_defaults() (src/common/config.c), as the simulator's
+ * defaults do; swim_config_defaults() is memberlist's, for comparison only.
+ *
  * Every simulated test prints its seed when an assertion fails; set
  * SWIM_SEED=<n> to rerun with that seed, which replays the run exactly, and
  * SWIM_TEST=<glob> to run only the tests whose names match (SWIM_SKIP=<glob>
@@ -20,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "proxystone/config.h"
 #include "proxystone/swim.h"
 #include "proxystone/swim_proto.h"
 #include "../lib/sim.h"
@@ -63,7 +68,7 @@ static double cfg_sync_interval(void)
 {
 	struct swim_config c;
 
-	swim_config_defaults(&c);
+	config_gossip_defaults(&c);
 	return c.sync_interval;
 }
 
@@ -344,7 +349,7 @@ static const char *const LONE_ID = "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f";
 
 static void lone_config(struct swim_config *cfg)
 {
-	swim_config_defaults(cfg);
+	config_gossip_defaults(cfg);
 	snprintf(cfg->cluster_id, sizeof(cfg->cluster_id), "%s", CLUSTER);
 }
 
@@ -594,7 +599,7 @@ static void second_ping_case(bool second_delivered)
 	struct swim_id bid;
 	struct swim_stats st;
 
-	swim_config_defaults(&cfg);
+	config_gossip_defaults(&cfg);
 	snprintf(cfg.cluster_id, sizeof(cfg.cluster_id), "%s", CLUSTER);
 	assert_int_equal(swim_new(&cfg, "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
 				  &p.aa, 1, p.t, &p.a), 0);
@@ -768,14 +773,65 @@ static void on_detect(void *ctx, struct sim *sim, size_t observer,
  * anti-entropy interval, so that its share is counted. */
 #define STEADY_WINDOW 30.0
 
+/*
+ * Probe periods within which some member starts a probe of a crashed one.
+ * Each of the n - 1 others probes one member per period, walking its own
+ * shuffled list from its own random phase: in a given period it picks the
+ * crashed member with probability ~1/(n - 1), independently of the others
+ * (walking without replacement only makes a miss rarer within a round). No
+ * probe in k periods: ~(1 - 1/(n - 1))^(k (n - 1)) ~ e^-k. k = 10: a crash
+ * misses the bound this way with p ~ 4.5e-5.
+ */
+#define DETECT_PROBE_PERIODS 10.0
+/* Margin on the dissemination estimate below (a factor). */
+#define DETECT_SPREAD_MARGIN 2.0
+
+/*
+ * The protocol's bound on crash detection for configuration `cfg` and n
+ * members, in virtual seconds after the crash: *first_dead, by when some
+ * member has declared it DEAD; *all_dead, by when every member holds it
+ * DEAD.
+ *  - DETECT_PROBE_PERIODS probe periods until some member probes it;
+ *  - one more period: the probe ends, with its timeout, indirect probes
+ *    and second ping, at the end of its period: SUSPECT;
+ *  - the suspicion timeout at its longest, suspicion_max_mult * min with
+ *    min = suspicion_mult * log10(n) * probe_interval, floored at one
+ *    interval (independent confirmations only shorten it): DEAD;
+ *  - dissemination: every gossip_interval each informed member tells
+ *    gossip_nodes random ones (besides piggybacking on its probes); push
+ *    gossip with fan-out g informs n members in ~log_{1+g}(n) + ln(n)/g
+ *    rounds (Pittel), times DETECT_SPREAD_MARGIN;
+ *  - a network delay (delay + jitter) per probe, suspicion and gossip hop.
+ */
+static void detect_bound(const struct sim_config *cfg, size_t n,
+			 double *first_dead, double *all_dead)
+{
+	const struct swim_config *c = &cfg->swim;
+	double hop = cfg->delay + cfg->jitter;
+	double g = c->gossip_nodes > 0 ? c->gossip_nodes : 1;
+	double susp_min = c->suspicion_mult * log10((double)n) *
+			  c->probe_interval;
+	double rounds = log((double)n) / log(1.0 + g) + log((double)n) / g;
+
+	if (susp_min < c->probe_interval)
+		susp_min = c->probe_interval;
+	*first_dead = (DETECT_PROBE_PERIODS + 1.0) * c->probe_interval +
+		      c->suspicion_max_mult * susp_min + 4 * hop;
+	*all_dead = *first_dead + DETECT_SPREAD_MARGIN * rounds *
+				      (c->gossip_interval + hop);
+}
+
 static void crash_detected(size_t n, uint64_t seed, bool report)
 {
 	struct sim *sim = make_sim(seed, n, 0);
+	struct sim_config cfg;
 	struct detect d = {.subject = n / 2, .first_dead = -1};
 	struct see w = {.subject = n / 2, .st = SWIM_DEAD};
 	double cpu0 = cpu_seconds(), cpu1, cpu2, t_crash, t_all, t_formed;
-	double t_drained, bps, pps;
+	double t_drained, bps, pps, bound_first, bound_all;
 
+	sim_config_defaults(&cfg, seed, n);
+	detect_bound(&cfg, n, &bound_first, &bound_all);
 	form(sim, n, n >= 1000 ? 10 : 2, 60);
 	t_formed = sim_now(sim);
 	/* Let the join storm's updates finish their retransmissions. */
@@ -790,10 +846,14 @@ static void crash_detected(size_t n, uint64_t seed, bool report)
 	sim_set_event_hook(sim, on_detect, &d);
 	t_crash = sim_now(sim);
 	sim_crash(sim, d.subject);
-	SIM_ASSERT(
-	    sim_run_until_cond(sim, t_crash + 120, 0.05, cond_all_see, &w));
+	/* In simulated time, the product's configuration: the bound is the
+	 * protocol's, not a timeout of the test. */
+	SIM_ASSERT(sim_run_until_cond(sim, t_crash + bound_all, 0.05,
+				      cond_all_see, &w));
 	t_all = sim_now(sim);
 	SIM_ASSERT(d.first_dead >= t_crash);
+	SIM_ASSERT(d.first_dead - t_crash <= bound_first);
+	SIM_ASSERT(t_all - t_crash <= bound_all);
 	{
 		struct sim_counters c;
 
@@ -804,11 +864,12 @@ static void crash_detected(size_t n, uint64_t seed, bool report)
 		printf("    n=%zu: all alive everywhere at %.1f s, updates "
 		       "drained at %.1f s (cpu %.2f s); steady state %.0f B/s "
 		       "and %.1f datagrams/s per member, cpu %.2f s per 60 "
-		       "virtual s; crash detected after %.2f s, known to all "
-		       "%.2f s later\n",
+		       "virtual s; crash detected after %.2f s (bound %.2f), "
+		       "known to all %.2f s later (all by %.2f, bound %.2f)\n",
 		       n, t_formed, t_drained, cpu1 - cpu0, bps, pps,
 		       (cpu2 - cpu1) * 60.0 / STEADY_WINDOW,
-		       d.first_dead - t_crash, t_all - d.first_dead);
+		       d.first_dead - t_crash, bound_first,
+		       t_all - d.first_dead, t_all - t_crash, bound_all);
 	sim_free(sim);
 }
 
@@ -935,7 +996,7 @@ static void test_dead_forgotten(void **state)
 	double t;
 
 	(void)state;
-	swim_config_defaults(&c);
+	config_gossip_defaults(&c);
 	form(sim, n, 1, 20);
 	sim_crash(sim, x);
 	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 60, 0.5, cond_all_see,
@@ -1020,6 +1081,10 @@ static void test_local_health(void **state)
 	sim_run_for(sim, 20);
 	swim_stats_get(sim_swim(sim, x), &st);
 	SIM_ASSERT(st.local_health > 0);
+	/* It asked intermediaries and heard neither acks nor nacks: that
+	 * counts against itself, not its peers. */
+	SIM_ASSERT(st.probe_failures > 0 && st.indirect_probes > 0);
+	SIM_ASSERT(st.nacks_received == 0);
 	/* It slowed down: fewer probes than a healthy member. */
 	p0 = st.probes;
 	swim_stats_get(sim_swim(sim, 0), &st);
@@ -1044,6 +1109,653 @@ static void test_local_health(void **state)
 	sim_free(sim);
 }
 
+/* ------------------------------------------------------------------ */
+/* One scenario per mechanism. */
+
+struct any_see {
+	size_t subject;
+	enum swim_status st;
+};
+
+/* Some running member other than the subject holds it as `st`. */
+static bool cond_any_sees(struct sim *sim, void *ctx)
+{
+	const struct any_see *w = ctx;
+
+	for (size_t i = 0; i < sim_size(sim); i++) {
+		if (i != w->subject && sim_state(sim, i) == SIM_RUNNING &&
+		    sim_view(sim, i, w->subject) == w->st)
+			return true;
+	}
+	return false;
+}
+
+/* Running members other than `subject` whose record of it fails ok(), or
+ * who have none. */
+static size_t views_not(struct sim *sim, size_t subject,
+			bool (*ok)(const struct swim_member_info *mi,
+				   const void *ctx),
+			const void *ctx)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < sim_size(sim); i++) {
+		struct swim_member_info mi;
+
+		if (i == subject || sim_state(sim, i) != SIM_RUNNING)
+			continue;
+		if (swim_member_find(sim_swim(sim, i), sim_id(sim, subject),
+				     &mi) != 0 ||
+		    !ok(&mi, ctx))
+			n++;
+	}
+	return n;
+}
+
+struct refuted {
+	size_t subject;
+	uint64_t above; /* incarnation to beat */
+};
+
+static bool alive_at(const struct swim_member_info *mi, const void *ctx)
+{
+	return mi->status == SWIM_ALIVE &&
+	       mi->incarnation == *(const uint64_t *)ctx;
+}
+
+/* Everyone holds the subject ALIVE at its own, raised, incarnation. */
+static bool cond_refuted(struct sim *sim, void *ctx)
+{
+	const struct refuted *w = ctx;
+	uint64_t inc = swim_self_incarnation(sim_swim(sim, w->subject));
+
+	return inc > w->above && views_not(sim, w->subject, alive_at, &inc) == 0;
+}
+
+/*
+ * Refutation: a live member cut off long enough to be suspected hears of
+ * it once reachable, raises its incarnation, and is ALIVE everywhere at
+ * the new one before any suspicion can expire. Nobody declares it DEAD.
+ */
+static void test_refutation(void **state)
+{
+	const size_t n = 10, x = 3;
+	struct sim *sim = make_sim(21, n, 0);
+	struct any_see suspected = {.subject = x, .st = SWIM_SUSPECT};
+	struct refuted r = {.subject = x};
+	struct swim_stats st;
+	struct sim_counters c;
+	struct swim_config cfg;
+	double t, susp_min;
+
+	(void)state;
+	config_gossip_defaults(&cfg);
+	/* The shortest a suspicion can last here. */
+	susp_min = cfg.suspicion_mult * log10((double)n) * cfg.probe_interval;
+	form(sim, n, 1, 20);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained,
+				      NULL));
+	r.above = swim_self_incarnation(sim_swim(sim, x));
+	/* Cut off both ways until someone suspects it. */
+	sim_block_inbound(sim, x, true);
+	sim_block_outbound(sim, x, true);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 10, 0.01,
+				      cond_any_sees, &suspected));
+	sim_block_inbound(sim, x, false);
+	sim_block_outbound(sim, x, false);
+	t = sim_now(sim);
+	SIM_ASSERT(
+	    sim_run_until_cond(sim, t + susp_min, 0.01, cond_refuted, &r));
+	printf("    suspected member ALIVE everywhere at incarnation %" PRIu64
+	       " %.2f s after it was reachable again\n",
+	       swim_self_incarnation(sim_swim(sim, x)), sim_now(sim) - t);
+	swim_stats_get(sim_swim(sim, x), &st);
+	SIM_ASSERT(st.refutes >= 1);
+	sim_run_for(sim, 10);
+	SIM_ASSERT(sim_converged(sim));
+	sim_counters(sim, &c);
+	SIM_ASSERT(c.false_dead == 0);
+	sim_free(sim);
+}
+
+/*
+ * Lifeguard nacks: when a crashed member is probed, the intermediaries
+ * nack the requester, which so knows the silence is not its own fault:
+ * nacks are counted on both sides and no healthy member's local health
+ * score rises (compare test_local_health, where nothing comes back).
+ */
+static void test_nacks(void **state)
+{
+	const size_t n = 20, x = 7;
+	struct sim *sim = make_sim(22, n, 0);
+	struct see dead = {.subject = x, .st = SWIM_DEAD};
+	uint64_t sent = 0, received = 0, failures = 0;
+	unsigned health = 0;
+
+	(void)state;
+	form(sim, n, 2, 20);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained,
+				      NULL));
+	sim_crash(sim, x);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.05,
+				      cond_all_see, &dead));
+	for (size_t i = 0; i < n; i++) {
+		struct swim_stats st;
+
+		if (i == x)
+			continue;
+		swim_stats_get(sim_swim(sim, i), &st);
+		sent += st.nacks_sent;
+		received += st.nacks_received;
+		failures += st.probe_failures;
+		if (st.local_health > health)
+			health = st.local_health;
+	}
+	printf("    crash: %" PRIu64 " failed probes, %" PRIu64
+	       " nacks sent, %" PRIu64 " received, highest local health %u\n",
+	       failures, sent, received, health);
+	SIM_ASSERT(failures > 0);
+	SIM_ASSERT(received > 0 && received <= sent);
+	SIM_ASSERT(health == 0);
+	sim_free(sim);
+}
+
+struct susp_times {
+	size_t subject;
+	double *suspect, *dead; /* per observer, < 0: not yet */
+};
+
+static void on_susp_times(void *ctx, struct sim *sim, size_t observer,
+			  const struct swim_event *ev)
+{
+	struct susp_times *w = ctx;
+
+	if (!(ev->what & SWIM_EV_STATUS) ||
+	    !swim_id_eq(&ev->id, sim_id(sim, w->subject)))
+		return;
+	if (ev->status == SWIM_SUSPECT && w->suspect[observer] < 0)
+		w->suspect[observer] = sim_now(sim);
+	if (ev->status == SWIM_DEAD && w->dead[observer] < 0)
+		w->dead[observer] = sim_now(sim);
+}
+
+/*
+ * Lifeguard's dynamic suspicion: the timeout starts at
+ * suspicion_max_mult * min and shrinks towards min as independent
+ * confirmations arrive. After a crash, every member that declared it DEAD
+ * itself (its own timer expired) did so within [min, max] of suspecting
+ * it, and the first of them well before max: others' suspicions confirmed
+ * its own.
+ */
+static void test_suspicion_confirmations(void **state)
+{
+	const size_t n = 20, x = 11;
+	struct sim *sim = make_sim(23, n, 0);
+	struct see dead = {.subject = x, .st = SWIM_DEAD};
+	struct susp_times w = {.subject = x};
+	struct swim_config cfg;
+	double lo, hi, shortest = INFINITY;
+	size_t declarers = 0;
+
+	(void)state;
+	config_gossip_defaults(&cfg);
+	lo = cfg.suspicion_mult * log10((double)n) * cfg.probe_interval;
+	hi = cfg.suspicion_max_mult * lo;
+	w.suspect = malloc(n * sizeof(double));
+	w.dead = malloc(n * sizeof(double));
+	for (size_t i = 0; i < n; i++)
+		w.suspect[i] = w.dead[i] = -1;
+	form(sim, n, 2, 20);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained,
+				      NULL));
+	sim_set_event_hook(sim, on_susp_times, &w);
+	sim_crash(sim, x);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.05,
+				      cond_all_see, &dead));
+	for (size_t i = 0; i < n; i++) {
+		struct swim_stats st;
+		double took;
+
+		if (i == x)
+			continue;
+		swim_stats_get(sim_swim(sim, i), &st);
+		if (st.deaths == 0)
+			continue; /* learned the death from others */
+		declarers++;
+		took = w.dead[i] - w.suspect[i];
+		SIM_ASSERT(w.suspect[i] >= 0 && w.dead[i] >= 0);
+		SIM_ASSERT(took >= lo - 1e-9 && took <= hi + 1e-9);
+		if (took < shortest)
+			shortest = took;
+	}
+	printf("    %zu members declared it themselves; shortest suspicion "
+	       "%.2f s (min %.2f s, max %.2f s)\n",
+	       declarers, shortest, lo, hi);
+	SIM_ASSERT(declarers >= 1);
+	/* At least one confirmation: max - log(2)/log(k+1) (max - min). */
+	SIM_ASSERT(shortest <= hi - log(2.0) / log(cfg.indirect_checks + 1.0) *
+					(hi - lo) + 1e-9);
+	free(w.suspect);
+	free(w.dead);
+	sim_free(sim);
+}
+
+/* A's datagrams: kept in *ping if it is a ping to `target`, else lost.
+ * Returns true if one was kept. */
+static bool take_ping(struct swim *a, const struct swim_id *target,
+		      uint8_t *ping, size_t *ping_len)
+{
+	uint8_t out[1400];
+	struct swim_addr to;
+	size_t len;
+	bool got = false;
+	struct swim_decoder *d = malloc(sizeof(*d));
+	struct swim_packet *p = malloc(sizeof(*p));
+
+	while (len = sizeof(out), swim_pop_packet(a, &to, out, &len)) {
+		swim_decoder_init(d);
+		if (swim_decode(d, CLUSTER, out, len, p) == 0 &&
+		    p->hdr.type == SWIM_MSG_PING && p->hdr.has_target &&
+		    swim_id_eq(&p->hdr.target, target) && !got) {
+			memcpy(ping, out, len);
+			*ping_len = len;
+			got = true;
+		}
+		swim_decoder_release(d);
+	}
+	free(d);
+	free(p);
+	return got;
+}
+
+/*
+ * The buddy system: a ping to a member we hold as SUSPECT carries that
+ * record first, so the member refutes on the ping itself, even once the
+ * suspicion is no longer being disseminated. A holds B suspect (told by a
+ * third member); every datagram from A to B is lost until A has sent the
+ * update as often as it will (retransmit_mult 1: once); then one ping from
+ * A reaches B. B refutes on it and A holds B ALIVE from B's ack.
+ */
+static void test_buddy_system(void **state)
+{
+	struct swim_config cfg;
+	struct pair p = {.aa = {0x0a000001, 7946}, .ba = {0x0a000002, 7946}};
+	struct swim_addr ca = {0x0a000003, 7946};
+	struct swim_id bid, cid;
+	struct swim_record r;
+	struct swim_stats st;
+	struct swim_member_info mi;
+	struct swim_decoder *d = malloc(sizeof(*d));
+	struct swim_packet *pk = malloc(sizeof(*pk));
+	uint8_t ping[1400];
+	size_t ping_len = 0;
+
+	(void)state;
+	config_gossip_defaults(&cfg);
+	snprintf(cfg.cluster_id, sizeof(cfg.cluster_id), "%s", CLUSTER);
+	cfg.retransmit_mult = 1;
+	/* A suspicion long enough to outlast the dissemination. */
+	cfg.suspicion_mult = 10;
+	assert_int_equal(swim_new(&cfg, "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
+				  &p.aa, 1, p.t, &p.a), 0);
+	assert_int_equal(swim_new(&cfg, "9d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
+				  &p.ba, 2, p.t, &p.b), 0);
+	bid = *swim_self_id(p.b);
+	fill_id(&cid, 40);
+	assert_int_equal(swim_add_member(p.a, &bid, &p.ba, 0, p.t), 0);
+	assert_int_equal(swim_add_member(p.a, &cid, &ca, 0, p.t), 0);
+	assert_int_equal(swim_add_member(p.b, swim_self_id(p.a), &p.aa, 0, p.t),
+			 0);
+	memset(&r, 0, sizeof(r));
+	r.id = bid;
+	r.addr = p.ba;
+	r.status = SWIM_SUSPECT;
+	r.incarnation = 0;
+	inject(p.a, &cid, 0, &r, p.t);
+	assert_int_equal(swim_member_status(p.a, &bid), SWIM_SUSPECT);
+	/* A spreads it (to nobody who hears it) until it stops. */
+	do
+		st = pair_step(&p, false);
+	while (st.broadcasts > 0 && p.t < 1.0);
+	assert_int_equal(st.broadcasts, 0);
+	assert_int_equal(swim_member_status(p.a, &bid), SWIM_SUSPECT);
+	assert_true(swim_self_incarnation(p.b) == 0);
+	/* One ping, delivered: the suspicion rides on it, first. */
+	assert_int_equal(swim_ping(p.a, &bid, p.t), 0);
+	assert_true(take_ping(p.a, &bid, ping, &ping_len));
+	swim_decoder_init(d);
+	assert_int_equal(swim_decode(d, CLUSTER, ping, ping_len, pk), 0);
+	assert_true(pk->n_records >= 1);
+	assert_true(swim_id_eq(&pk->records[0].id, &bid));
+	assert_int_equal(pk->records[0].status, SWIM_SUSPECT);
+	swim_decoder_release(d);
+	swim_recv(p.b, &p.aa, ping, ping_len, p.t);
+	swim_stats_get(p.b, &st);
+	assert_int_equal(st.refutes, 1);
+	assert_true(swim_self_incarnation(p.b) == 1);
+	/* B's ack tells A. */
+	relay_all(p.b, p.a, &p.ba, true, p.t);
+	assert_int_equal(swim_member_find(p.a, &bid, &mi), 0);
+	assert_int_equal(mi.status, SWIM_ALIVE);
+	assert_true(mi.incarnation == 1);
+	free(d);
+	free(pk);
+	swim_free(p.a);
+	swim_free(p.b);
+}
+
+struct meta_want {
+	size_t subject;
+	const uint8_t *meta;
+	size_t len;
+};
+
+static bool has_meta(const struct swim_member_info *mi, const void *ctx)
+{
+	const struct meta_want *w = ctx;
+
+	return mi->meta_len == w->len && memcmp(mi->meta, w->meta, w->len) == 0;
+}
+
+/* Running members (subject aside) whose record of it lacks the meta. */
+static size_t missing_meta(struct sim *sim, const struct meta_want *w)
+{
+	return views_not(sim, w->subject, has_meta, w);
+}
+
+static bool cond_meta_everywhere(struct sim *sim, void *ctx)
+{
+	return missing_meta(sim, ctx) == 0;
+}
+
+/*
+ * Digest anti-entropy: an update the epidemic missed is repaired within a
+ * few sync_intervals. With retransmit_mult 1 each member passes an update
+ * on only ceil(log10(N + 1)) = 2 times, so the epidemic reaches only ~80%
+ * of the members (z = 1 - e^-2z); once nobody spreads it any more, only
+ * the digest exchange can bring it to the rest. A missed member's own
+ * digest goes to a random live member every sync_interval, one that holds
+ * the update with p ~ 0.8: all are repaired within 5 intervals but with
+ * p ~ missed * 0.2^5.
+ */
+static void test_anti_entropy_repair(void **state)
+{
+	const size_t n = 30, x = 4;
+	static const uint8_t meta[] = "v2";
+	struct sim_config cfg;
+	struct sim *sim = NULL;
+	struct meta_want w = {.subject = x, .meta = meta, .len = sizeof(meta)};
+	size_t missed;
+	double t;
+
+	(void)state;
+	sim_config_defaults(&cfg, test_seed(24), n);
+	cfg.swim.retransmit_mult = 1;
+	SIM_ASSERT(sim_new(&cfg, &sim) == 0);
+	SIM_ASSERT(sim_bootstrap(sim, n) == 0);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained,
+				      NULL));
+	SIM_ASSERT(swim_set_meta(sim_swim(sim, x), meta, sizeof(meta),
+				 sim_now(sim)) == 0);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.05, sim_drained,
+				      NULL));
+	t = sim_now(sim);
+	missed = missing_meta(sim, &w);
+	SIM_ASSERT(missed > 0); /* the scenario's premise */
+	SIM_ASSERT(sim_run_until_cond(sim, t + 5 * cfg.swim.sync_interval, 0.1,
+				      cond_meta_everywhere, &w));
+	printf("    epidemic missed %zu of %zu members; anti-entropy "
+	       "repaired them %.1f s later (sync_interval %.0f s)\n",
+	       missed, n - 1, sim_now(sim) - t, cfg.swim.sync_interval);
+	sim_free(sim);
+}
+
+/* ------------------------------------------------------------------ */
+/* The core/driver contract: no state change lost in a burst. */
+
+/* Fake members the burst introduces: ids no simulated node has. */
+static void burst_id(struct swim_id *id, uint32_t k)
+{
+	memset(id, 0, sizeof(*id));
+	id->b[0] = 0xb5;
+	memcpy(id->b + 1, &k, sizeof(k));
+	id->b[6] = 0x40;
+	id->b[8] = 0x80;
+}
+
+static bool is_burst_id(const struct swim_id *id)
+{
+	struct swim_id want;
+	uint32_t k;
+
+	memcpy(&k, id->b + 1, sizeof(k));
+	burst_id(&want, k);
+	return swim_id_eq(id, &want);
+}
+
+struct burst_count {
+	size_t observer;
+	size_t news, deaths;
+};
+
+static void on_burst(void *ctx, struct sim *sim, size_t observer,
+		     const struct swim_event *ev)
+{
+	struct burst_count *b = ctx;
+
+	(void)sim;
+	if (observer != b->observer || !is_burst_id(&ev->id))
+		return;
+	b->news += (ev->what & SWIM_EV_NEW) != 0;
+	b->deaths += (ev->what & SWIM_EV_STATUS) && ev->status == SWIM_DEAD;
+}
+
+/* Datagrams in the burst: what the driver reads before draining
+ * (gossip.c, GOSSIP_RECV_BATCH). */
+#define BURST_DATAGRAMS 64
+
+/* Sends node `obs` BURST_DATAGRAMS gossip datagrams from node `from`,
+ * filled with records of burst members 0, 1, ... at status `st`;
+ * returns how many members they name. */
+static uint32_t send_burst(struct sim *sim, const struct sim_config *cfg,
+			   size_t obs, size_t from, enum swim_status st)
+{
+	struct swim_encoder *e = malloc(sizeof(*e));
+	struct swim_addr src = sim_addr(from);
+	uint8_t buf[1400];
+	uint32_t k = 0;
+
+	for (int dg = 0; dg < BURST_DATAGRAMS; dg++) {
+		struct swim_header h;
+		int len, rc;
+
+		memset(&h, 0, sizeof(h));
+		h.type = SWIM_MSG_GOSSIP;
+		h.seq = 1000 + (uint64_t)dg;
+		h.sender = *sim_id(sim, from);
+		h.sender_addr = src;
+		h.sender_incarnation =
+		    swim_self_incarnation(sim_swim(sim, from));
+		SIM_ASSERT(swim_encoder_begin(e, cfg->swim.cluster_id, &h,
+					      cfg->swim.mtu) == 0);
+		do {
+			struct swim_record r;
+
+			memset(&r, 0, sizeof(r));
+			burst_id(&r.id, k);
+			r.addr.ip = 0x0b000000 + k;
+			r.addr.port = SIM_PORT;
+			r.status = st;
+			rc = swim_encoder_add(e, &r);
+			k += rc == 0;
+		} while (rc == 0);
+		len = swim_encoder_finish(e, buf, sizeof(buf));
+		SIM_ASSERT(len > 0);
+		SIM_ASSERT(sim_inject(sim, obs, &src, buf, (size_t)len) == 0);
+	}
+	free(e);
+	return k;
+}
+
+/*
+ * A node stalls while BURST_DATAGRAMS full gossip datagrams wait for it,
+ * each introducing as many new members as fit; it then reads them as the
+ * driver does, `batch` before each drain. Then the same again, declaring
+ * them all DEAD. Every change must come out as an event: the old queue
+ * (1,024 events at most) dropped two thirds of each wave with batch 64.
+ */
+static void burst_case(unsigned batch)
+{
+	const size_t n = 2, obs = 0, from = 1;
+	struct sim_config cfg;
+	struct sim *sim = NULL;
+	struct burst_count b = {.observer = obs};
+	struct swim_stats st;
+	uint32_t k = 0, k2 = 0;
+
+	sim_config_defaults(&cfg, test_seed(25), n);
+	cfg.batch = batch;
+	SIM_ASSERT(sim_new(&cfg, &sim) == 0);
+	SIM_ASSERT(sim_bootstrap(sim, n) == 0);
+	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 10, 0.1, sim_drained,
+				      NULL));
+	sim_set_event_hook(sim, on_burst, &b);
+	for (int wave = 0; wave < 2; wave++) {
+		sim_pause(sim, obs);
+		if (wave == 0)
+			k = send_burst(sim, &cfg, obs, from, SWIM_ALIVE);
+		else
+			k2 = send_burst(sim, &cfg, obs, from, SWIM_DEAD);
+		sim_run_for(sim, 0.01); /* they arrive and wait */
+		sim_resume(sim, obs);
+	}
+	swim_stats_get(sim_swim(sim, obs), &st);
+	printf("    batch %u: %u new members in %d datagrams: %zu NEW "
+	       "events; %u of them declared DEAD: %zu DEAD events; %" PRIu64
+	       " dropped\n",
+	       batch, k, BURST_DATAGRAMS, b.news, k2, b.deaths,
+	       st.dropped_events);
+	SIM_ASSERT(k > 1024 && k2 > 1024 && k2 <= k);
+	SIM_ASSERT(b.news == k);
+	SIM_ASSERT(b.deaths == k2);
+	SIM_ASSERT(st.dropped_events == 0);
+	sim_free(sim);
+}
+
+/* Pops every event of s; returns how many were about `id`, the last of
+ * them in *last. */
+static size_t pop_about(struct swim *s, const struct swim_id *id,
+			struct swim_event *last)
+{
+	struct swim_event ev;
+	size_t n = 0;
+
+	while (swim_pop_event(s, &ev)) {
+		if (swim_id_eq(&ev.id, id)) {
+			*last = ev;
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * The event queue merges a member's changes until the application pops
+ * them: one event, the latest state, the status the application last saw
+ * as prev_status. A member reaped before the application heard of it
+ * yields nothing; one it knew yields FORGOTTEN even after it left the
+ * table (and swim_free() frees what is still queued: ASan checks).
+ */
+static void test_event_merge(void **state)
+{
+	struct swim_config cfg;
+	struct swim *s;
+	struct swim_id sender, a, b;
+	struct swim_record r;
+	struct swim_event ev;
+	struct swim_stats st;
+	double t;
+
+	(void)state;
+	lone_config(&cfg);
+	s = lone_new(&cfg);
+	fill_id(&sender, 60);
+	fill_id(&a, 61);
+	fill_id(&b, 62);
+	memset(&r, 0, sizeof(r));
+	r.addr.ip = 0x0a000042;
+	r.addr.port = 7946;
+	r.id = a;
+	r.incarnation = 5;
+	r.status = SWIM_ALIVE;
+	inject(s, &sender, 1, &r, 0.1);
+	r.status = SWIM_SUSPECT;
+	inject(s, &sender, 1, &r, 0.2);
+	/* New and suspect: one event. */
+	assert_int_equal(pop_about(s, &a, &ev), 1);
+	assert_true(ev.what & SWIM_EV_NEW);
+	assert_int_equal(ev.status, SWIM_SUSPECT);
+	assert_int_equal(ev.prev_status, SWIM_NONE);
+	/* Dead, then reaped while its event waits: swim_free() releases
+	 * the reaped member still queued (ASan checks). */
+	r.status = SWIM_DEAD;
+	inject(s, &sender, 1, &r, 0.3);
+	for (t = 0.3; t < 0.3 + cfg.dead_reap_time + 1; t += 0.5)
+		swim_tick(s, t);
+	assert_int_equal(swim_member_status(s, &a), SWIM_NONE);
+	swim_free(s);
+
+	/* Known ALIVE, then dead and reaped before the next pop: one
+	 * event, from the status last seen. b, new and dead and reaped
+	 * without a pop in between: none. */
+	s = lone_new(&cfg);
+	r.status = SWIM_ALIVE;
+	inject(s, &sender, 1, &r, 0.1);
+	assert_int_equal(pop_about(s, &a, &ev), 1);
+	r.status = SWIM_DEAD;
+	inject(s, &sender, 1, &r, 0.2);
+	r.id = b;
+	r.status = SWIM_ALIVE;
+	inject(s, &sender, 1, &r, 0.2);
+	r.status = SWIM_DEAD;
+	inject(s, &sender, 1, &r, 0.2);
+	for (t = 0.2; t < 0.2 + cfg.dead_reap_time + 1; t += 0.5)
+		swim_tick(s, t);
+	assert_int_equal(swim_member_status(s, &b), SWIM_NONE);
+	r.id = a; /* learned again once forgotten: a new member */
+	r.incarnation = 6;
+	r.status = SWIM_ALIVE;
+	inject(s, &sender, 1, &r, t);
+	{
+		struct swim_event evs[2];
+		size_t na = 0;
+
+		while (swim_pop_event(s, &ev)) {
+			assert_false(swim_id_eq(&ev.id, &b));
+			if (swim_id_eq(&ev.id, &a) && na < 2)
+				evs[na++] = ev;
+		}
+		assert_int_equal(na, 2);
+		ev = evs[1];
+		assert_true(ev.what & SWIM_EV_NEW);
+		assert_true(ev.incarnation == 6);
+		ev = evs[0];
+	}
+	swim_stats_get(s, &st);
+	assert_int_equal(st.dropped_events, 0);
+	assert_int_equal(ev.what, SWIM_EV_STATUS | SWIM_EV_FORGOTTEN);
+	assert_int_equal(ev.prev_status, SWIM_ALIVE);
+	assert_int_equal(ev.status, SWIM_DEAD);
+	swim_free(s);
+}
+
+static void test_event_burst(void **state)
+{
+	(void)state;
+	burst_case(1);
+	burst_case(BURST_DATAGRAMS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1064,6 +1776,13 @@ int main(void)
 	    cmocka_unit_test(test_graceful_leave),
 	    cmocka_unit_test(test_dead_forgotten),
 	    cmocka_unit_test(test_local_health),
+	    cmocka_unit_test(test_refutation),
+	    cmocka_unit_test(test_nacks),
+	    cmocka_unit_test(test_suspicion_confirmations),
+	    cmocka_unit_test(test_buddy_system),
+	    cmocka_unit_test(test_anti_entropy_repair),
+	    cmocka_unit_test(test_event_merge),
+	    cmocka_unit_test(test_event_burst),
 	};
 
 	/* SWIM_TEST=<glob> runs only matching tests (with SWIM_SEED, to
