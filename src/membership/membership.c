@@ -1412,7 +1412,8 @@ static int gossip_start(struct membership *m)
 		return 0;
 	}
 	struct swim_config sc;
-	swim_config_defaults(&sc);
+	/* The product's tuning, then what this node's configuration says. */
+	config_gossip_defaults(&sc);
 	snprintf(sc.cluster_id, sizeof(sc.cluster_id), "%s", cfg->cluster_id);
 	sc.mtu = (size_t)cfg->gossip_mtu;
 	sc.probe_interval = cfg->probe_interval;
