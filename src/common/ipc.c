@@ -1,5 +1,6 @@
 /* ipc — framed protobuf over Unix stream sockets; see include/proxystone/ipc.h. */
 #include "proxystone/ipc.h"
+#include "proxystone/bytes.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -20,8 +21,7 @@ int ipc_frame_peek(const uint8_t *data, size_t avail, size_t max,
 {
 	if (avail < IPC_HEADER_LEN)
 		return 0;
-	uint32_t n = ((uint32_t)data[0] << 24) | ((uint32_t)data[1] << 16) |
-		     ((uint32_t)data[2] << 8) | (uint32_t)data[3];
+	uint32_t n = get_be32(data);
 	if (n > max)
 		return -EMSGSIZE;
 	if (avail - IPC_HEADER_LEN < n)
@@ -42,10 +42,7 @@ int ipc_frame_append(struct buf *out, const ProtobufCMessage *msg)
 	if (rc)
 		return rc;
 	uint8_t *p = (uint8_t *)at;
-	p[0] = (uint8_t)(n >> 24);
-	p[1] = (uint8_t)(n >> 16);
-	p[2] = (uint8_t)(n >> 8);
-	p[3] = (uint8_t)n;
+	put_be32(p, (uint32_t)n);
 	protobuf_c_message_pack(msg, p + IPC_HEADER_LEN);
 	return 0;
 }

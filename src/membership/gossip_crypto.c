@@ -1,5 +1,6 @@
 /* gossip_crypto — sealed gossip datagrams; see include/proxystone/gossip_crypto.h. */
 #include "proxystone/gossip_crypto.h"
+#include "proxystone/bytes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,20 +22,6 @@ _Static_assert(GOSSIP_SEAL_OVERHEAD == 1 + NONCE_LEN + GOSSIP_SEAL_HDR_LEN + TAG
 _Static_assert(GOSSIP_AUTH_NOTICE_LEN < GOSSIP_SEAL_OVERHEAD, "notice size");
 /* Keyring files are private: owner read/write only. */
 #define KEYFILE_MODE 0600
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static int ready(void)
 {

@@ -1,5 +1,6 @@
 /* store — atomic checked snapshots; see include/proxystone/store.h. */
 #include "proxystone/store.h"
+#include "proxystone/bytes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,20 +33,6 @@ uint32_t store_crc32(const void *data, size_t len)
 	return c ^ 0xFFFFFFFFu;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-	       ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
 	while (n) {
@@ -59,18 +46,6 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
-}
-
-static int fsync_dir(const char *path)
-{
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return rc;
 }
 
 int store_save(const char *path, const Ps__Snapshot *snap, char *err,
@@ -89,9 +64,9 @@ int store_save(const char *path, const Ps__Snapshot *snap, char *err,
 	}
 	ps__snapshot__pack(snap, data + STORE_HEADER_LEN);
 	memcpy(data, STORE_MAGIC, 4);
-	put32(data + 4, STORE_FORMAT);
-	put32(data + 8, (uint32_t)n);
-	put32(data + 12, store_crc32(data + STORE_HEADER_LEN, n));
+	put_be32(data + 4, STORE_FORMAT);
+	put_be32(data + 8, (uint32_t)n);
+	put_be32(data + 12, store_crc32(data + STORE_HEADER_LEN, n));
 
 	char tmp[PATH_MAX], prev[PATH_MAX], prevtmp[PATH_MAX];
 	if ((size_t)snprintf(prevtmp, sizeof(prevtmp), "%s.prev.tmp", path) >=
@@ -184,13 +159,13 @@ int store_load(const char *path, Ps__Snapshot **out, char *err, size_t errlen)
 		rc = -EIO;
 	} else if (memcmp(data, STORE_MAGIC, 4)) {
 		snprintf(err, errlen, "%s: bad magic", path);
-	} else if (get32(data + 4) != STORE_FORMAT) {
+	} else if (get_be32(data + 4) != STORE_FORMAT) {
 		snprintf(err, errlen, "%s: unknown format %u", path,
-			 get32(data + 4));
-	} else if (get32(data + 8) != size - STORE_HEADER_LEN) {
+			 get_be32(data + 4));
+	} else if (get_be32(data + 8) != size - STORE_HEADER_LEN) {
 		snprintf(err, errlen, "%s: length %u but %zu payload bytes",
-			 path, get32(data + 8), size - STORE_HEADER_LEN);
-	} else if (get32(data + 12) != store_crc32(data + STORE_HEADER_LEN,
+			 path, get_be32(data + 8), size - STORE_HEADER_LEN);
+	} else if (get_be32(data + 12) != store_crc32(data + STORE_HEADER_LEN,
 						 size - STORE_HEADER_LEN)) {
 		snprintf(err, errlen, "%s: checksum mismatch", path);
 	} else {

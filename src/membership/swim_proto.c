@@ -2,6 +2,7 @@
  * swim_proto — gossip datagrams to and from protobuf-c (see swim_proto.h).
  */
 #include "proxystone/swim_proto.h"
+#include "proxystone/bytes.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -132,12 +133,8 @@ int swim_encoder_begin(struct swim_encoder *e, const char *cluster,
 	p->want_nack = h->want_nack;
 	p->cursor = h->cursor;
 	if (h->has_digest) {
-		for (size_t i = 0; i < SWIM_DIGEST_RANGES; i++) {
-			uint32_t v = h->digest[i];
-
-			for (size_t b = 0; b < 4; b++)
-				e->digest[4 * i + b] = (uint8_t)(v >> (8 * b));
-		}
+		for (size_t i = 0; i < SWIM_DIGEST_RANGES; i++)
+			put_le32(e->digest + 4 * i, h->digest[i]);
 		p->digest.len = SWIM_DIGEST_BYTES;
 		p->digest.data = e->digest;
 	}
@@ -332,10 +329,7 @@ static int check_packet(const Gossip__Packet *p, const char *cluster,
 	h->cursor = p->cursor;
 	h->has_digest = p->digest.len != 0;
 	for (size_t i = 0; h->has_digest && i < SWIM_DIGEST_RANGES; i++) {
-		const uint8_t *d = p->digest.data + 4 * i;
-
-		h->digest[i] = (uint32_t)d[0] | (uint32_t)d[1] << 8 |
-			       (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+		h->digest[i] = get_le32(p->digest.data + 4 * i);
 	}
 	out->n_records = p->n_updates;
 	for (size_t i = 0; i < p->n_updates; i++) {

@@ -1,5 +1,6 @@
 /* wal — write-ahead log of registry changes; see include/proxystone/wal.h. */
 #include "proxystone/wal.h"
+#include "proxystone/bytes.h"
 #include "proxystone/registry.h"
 #include "proxystone/store.h"
 
@@ -38,35 +39,10 @@ struct wal {
 	size_t cap;   /* bytes allocated at buf */
 };
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-	       ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return ((uint64_t)get32(p) << 32) | get32(p + 4);
-}
-
 static void header_make(uint8_t *p)
 {
 	memcpy(p, WAL_MAGIC, 4);
-	put32(p + 4, WAL_FORMAT);
+	put_be32(p + 4, WAL_FORMAT);
 }
 
 static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
@@ -106,19 +82,6 @@ static int pread_all(int fd, uint8_t *p, size_t n, uint64_t off)
 	return 0;
 }
 
-static int fsync_dir(const char *path)
-{
-	char tmp[PATH_MAX];
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s", path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return rc;
-}
-
 /* ---- appending ---------------------------------------------------------- */
 
 /* Adds a record header to the buffer; *body gets room for `body` bytes. */
@@ -144,9 +107,9 @@ static int reserve(struct wal *w, uint8_t kind, uint64_t version, size_t body,
 		w->cap = cap;
 	}
 	uint8_t *r = w->buf + WAL_FRAME_HDR + w->len;
-	put32(r, (uint32_t)(WAL_RECORD_FIXED + body));
+	put_be32(r, (uint32_t)(WAL_RECORD_FIXED + body));
 	r[4] = kind;
-	put64(r + 5, version);
+	put_be64(r + 5, version);
 	*out = r + WAL_RECORD_HDR;
 	w->len += need;
 	return 0;
@@ -188,7 +151,7 @@ int wal_append_serving(struct wal *w, bool serving, int64_t changed_at_ms,
 	if (rc)
 		return rc;
 	p[0] = serving ? 1 : 0;
-	put64(p + 1, (uint64_t)changed_at_ms);
+	put_be64(p + 1, (uint64_t)changed_at_ms);
 	return 0;
 }
 
@@ -201,9 +164,9 @@ int wal_sync(struct wal *w)
 	}
 	if (!w->len)
 		return 0;
-	put32(w->buf, (uint32_t)w->len);
-	put64(w->buf + 8, w->synced);
-	put32(w->buf + 4, store_crc32(w->buf + 8, 8 + w->len));
+	put_be32(w->buf, (uint32_t)w->len);
+	put_be64(w->buf + 8, w->synced);
+	put_be32(w->buf + 4, store_crc32(w->buf + 8, 8 + w->len));
 	size_t n = WAL_FRAME_HDR + w->len;
 	int rc = pwrite_all(w->fd, w->buf, n, w->synced);
 	if (!rc && wal_fdatasync(w->fd) < 0)
@@ -298,7 +261,7 @@ static int header_check(struct reader *r, bool *empty, const char **why)
 		*why = "not a write-ahead log (bad magic)";
 		return -EBADMSG;
 	}
-	if (n == WAL_HEADER_LEN && get32(got + 4) != WAL_FORMAT) {
+	if (n == WAL_HEADER_LEN && get_be32(got + 4) != WAL_FORMAT) {
 		*why = "unknown write-ahead log format";
 		return -EBADMSG;
 	}
@@ -332,7 +295,7 @@ static int frame_read(struct reader *r, uint64_t off, size_t *len,
 	int rc = pread_all(r->fd, hdr, sizeof(hdr), off);
 	if (rc)
 		return rc;
-	uint32_t n = get32(hdr);
+	uint32_t n = get_be32(hdr);
 	/* The bound comes before any allocation. */
 	if (n < WAL_BATCH_MIN || n > WAL_BUFFER_MAX) {
 		*why = "impossible batch length";
@@ -343,7 +306,7 @@ static int frame_read(struct reader *r, uint64_t off, size_t *len,
 		return FRAME_TORN;
 	}
 	*len = n;
-	if (get64(hdr + 8) != off) {
+	if (get_be64(hdr + 8) != off) {
 		*why = "batch offset mismatch";
 		return FRAME_BAD;
 	}
@@ -354,7 +317,7 @@ static int frame_read(struct reader *r, uint64_t off, size_t *len,
 	if (rc)
 		return rc;
 	memcpy(r->buf, hdr, sizeof(hdr));
-	if (get32(hdr + 4) != store_crc32(r->buf + 8, 8 + (size_t)n)) {
+	if (get_be32(hdr + 4) != store_crc32(r->buf + 8, 8 + (size_t)n)) {
 		*why = "checksum mismatch";
 		return FRAME_BAD;
 	}
@@ -408,7 +371,7 @@ static int record_do(struct walk *wk, uint8_t kind, uint64_t version,
 		if (!apply || !wk->ops->serving)
 			return 0;
 		return wk->ops->serving(wk->ud, body[0],
-					(int64_t)get64(body + 1), version);
+					(int64_t)get_be64(body + 1), version);
 	default:
 		wk->why = "unknown record kind";
 		return -EBADMSG;
@@ -426,14 +389,14 @@ static int records_walk(struct walk *wk, const uint8_t *p, size_t n,
 			wk->why = "record header cut short";
 			return -EBADMSG;
 		}
-		uint32_t rlen = get32(p + i);
+		uint32_t rlen = get_be32(p + i);
 		if (rlen < WAL_RECORD_FIXED || rlen > WAL_RECORD_MAX ||
 		    rlen > n - i - 4) {
 			wk->why = "impossible record length";
 			return -EBADMSG;
 		}
 		int rc =
-		    record_do(wk, p[i + 4], get64(p + i + 5),
+		    record_do(wk, p[i + 4], get_be64(p + i + 5),
 			      p + i + WAL_RECORD_HDR, rlen - WAL_RECORD_FIXED);
 		if (rc)
 			return rc;
@@ -479,13 +442,13 @@ static int tail_check(struct reader *r, uint64_t off, uint64_t bad_end,
 	 * checksum is only computed where that matches. */
 	for (size_t p = 1; p + WAL_FRAME_HDR <= left; p++) {
 		const uint8_t *f = r->buf + p;
-		if (get64(f + 8) != off + p)
+		if (get_be64(f + 8) != off + p)
 			continue;
-		uint32_t n = get32(f);
+		uint32_t n = get_be32(f);
 		if (n < WAL_BATCH_MIN || n > WAL_BUFFER_MAX ||
 		    n > left - p - WAL_FRAME_HDR)
 			continue;
-		if (get32(f + 4) != store_crc32(f + 8, 8 + (size_t)n))
+		if (get_be32(f + 4) != store_crc32(f + 8, 8 + (size_t)n))
 			continue;
 		snprintf(
 		    err, errlen,

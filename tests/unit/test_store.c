@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../lib/tmpdir.h"
+#include "proxystone/bytes.h"
 #include "proxystone/store.h"
 
 /* Room for store messages, which quote the path. */
@@ -185,19 +186,6 @@ static void spit(const char *path, const void *data, size_t len)
 	close(fd);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-	       ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
 
 /* Writes bytes to path and expects a clean -EBADMSG: no snapshot, and a
  * message naming the file. */
@@ -277,9 +265,9 @@ static void test_file_layout(void **state)
 	size_t n = ps__snapshot__get_packed_size(&s.snap);
 	assert_int_equal(len, STORE_HEADER_LEN + n);
 	assert_memory_equal(data, STORE_MAGIC, 4);
-	assert_int_equal(get32(data + 4), STORE_FORMAT);
-	assert_int_equal(get32(data + 8), n);
-	assert_int_equal(get32(data + 12),
+	assert_int_equal(get_be32(data + 4), STORE_FORMAT);
+	assert_int_equal(get_be32(data + 8), n);
+	assert_int_equal(get_be32(data + 12),
 			 store_crc32(data + STORE_HEADER_LEN, n));
 	Ps__Snapshot *p =
 	    ps__snapshot__unpack(NULL, n, data + STORE_HEADER_LEN);
@@ -398,7 +386,7 @@ static void expect_field_damaged(const char *path, const uint8_t *good,
 	uint8_t *bad = malloc(len);
 	assert_non_null(bad);
 	memcpy(bad, good, len);
-	put32(bad + off, v);
+	put_be32(bad + off, v);
 	expect_damaged(path, bad, len, what);
 	free(bad);
 }
@@ -461,17 +449,17 @@ static void test_crc_valid_but_undecodable(void **state)
 	struct fixture *f = *state;
 	uint8_t file[STORE_HEADER_LEN + 64];
 	memcpy(file, STORE_MAGIC, 4);
-	put32(file + 4, STORE_FORMAT);
+	put_be32(file + 4, STORE_FORMAT);
 
 	/* Empty payload: required fields missing. */
-	put32(file + 8, 0);
-	put32(file + 12, store_crc32("", 0));
+	put_be32(file + 8, 0);
+	put_be32(file + 12, store_crc32("", 0));
 	expect_damaged(f->path, file, STORE_HEADER_LEN, "empty payload");
 
 	/* Garbage: an unterminated varint. */
 	memset(file + STORE_HEADER_LEN, 0xFF, 64);
-	put32(file + 8, 64);
-	put32(file + 12, store_crc32(file + STORE_HEADER_LEN, 64));
+	put_be32(file + 8, 64);
+	put_be32(file + 12, store_crc32(file + STORE_HEADER_LEN, 64));
 	expect_damaged(f->path, file, sizeof(file), "garbage payload");
 
 	/* A valid snapshot missing a required field (self_id): pack a
@@ -486,15 +474,15 @@ static void test_crc_valid_but_undecodable(void **state)
 	assert_int_equal(packed[0], 0x0A); /* field 1, length-delimited */
 	size_t skip = 2 + packed[1];
 	memcpy(file + STORE_HEADER_LEN, packed + skip, n - skip);
-	put32(file + 8, (uint32_t)(n - skip));
-	put32(file + 12, store_crc32(file + STORE_HEADER_LEN, n - skip));
+	put_be32(file + 8, (uint32_t)(n - skip));
+	put_be32(file + 12, store_crc32(file + STORE_HEADER_LEN, n - skip));
 	expect_damaged(f->path, file, STORE_HEADER_LEN + n - skip,
 		       "no self_id");
 
 	/* The same bytes with the field kept load fine. */
 	memcpy(file + STORE_HEADER_LEN, packed, n);
-	put32(file + 8, (uint32_t)n);
-	put32(file + 12, store_crc32(file + STORE_HEADER_LEN, n));
+	put_be32(file + 8, (uint32_t)n);
+	put_be32(file + 12, store_crc32(file + STORE_HEADER_LEN, n));
 	spit(f->path, file, STORE_HEADER_LEN + n);
 	Ps__Snapshot *got = load_ok(f->path);
 	assert_string_equal(got->self_id, "x");

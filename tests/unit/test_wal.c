@@ -366,7 +366,7 @@ static void batches_find(const uint8_t *data, size_t len, struct batches *b)
 	while (off < len) {
 		assert_true(b->n < BATCHES_MAX);
 		b->off[b->n++] = off;
-		off += WAL_FRAME_HDR + get32(data + off);
+		off += WAL_FRAME_HDR + get_be32(data + off);
 	}
 	assert_int_equal(off, len);
 	b->off[b->n] = len;
@@ -582,7 +582,7 @@ static void test_huge_length(void **state)
 	const uint32_t huge[] = {0xffffffffu, WAL_BUFFER_MAX + 1, 0x80000000u};
 	for (size_t k = 0; k < sizeof(huge) / sizeof(huge[0]); k++) {
 		/* In the middle: damage, and the message says why. */
-		put32(data + b.off[1], huge[k]);
+		put_be32(data + b.off[1], huge[k]);
 		spit(f->other, data, len);
 		realloc_largest = 0;
 		char err[TEST_ERR_MAX] = "";
@@ -593,21 +593,21 @@ static void test_huge_length(void **state)
 		assert_int_equal(got.n, 0);
 		assert_non_null(strstr(err, "impossible batch length"));
 		assert_true(realloc_largest <= len);
-		put32(data + b.off[1],
+		put_be32(data + b.off[1],
 		      (uint32_t)(b.off[2] - b.off[1] - WAL_FRAME_HDR));
 		/* At the end: a torn tail. */
-		put32(data + b.off[2], huge[k]);
+		put_be32(data + b.off[2], huge[k]);
 		spit(f->other, data, len);
 		realloc_largest = 0;
 		replay_ok(f->other, 0, &got, len - b.off[2]);
 		evlog_check(&got, &want, 0, 6);
 		assert_true(realloc_largest <= len);
-		put32(data + b.off[2],
+		put_be32(data + b.off[2],
 		      (uint32_t)(len - b.off[2] - WAL_FRAME_HDR));
 	}
 	/* A record's own length, inside a batch whose checksum holds. */
-	put32(data + b.off[2] + WAL_FRAME_HDR, 0xfffffff0u);
-	put32(data + b.off[2] + 4,
+	put_be32(data + b.off[2] + WAL_FRAME_HDR, 0xfffffff0u);
+	put_be32(data + b.off[2] + 4,
 	      store_crc32(data + b.off[2] + 8, len - b.off[2] - 8));
 	spit(f->other, data, len);
 	replay_damaged(f->other, &got);
@@ -625,13 +625,13 @@ static void append_raw(const char *path, uint8_t kind, const void *body,
 	size_t n = WAL_RECORD_HDR + blen;
 	uint8_t *p = calloc(1, WAL_FRAME_HDR + n);
 	assert_non_null(p);
-	put32(p, (uint32_t)n);
-	put64(p + 8, off);
-	put32(p + WAL_FRAME_HDR, (uint32_t)(WAL_RECORD_FIXED + blen));
+	put_be32(p, (uint32_t)n);
+	put_be64(p + 8, off);
+	put_be32(p + WAL_FRAME_HDR, (uint32_t)(WAL_RECORD_FIXED + blen));
 	p[WAL_FRAME_HDR + 4] = kind;
-	put64(p + WAL_FRAME_HDR + 5, 99);
+	put_be64(p + WAL_FRAME_HDR + 5, 99);
 	memcpy(p + WAL_FRAME_HDR + WAL_RECORD_HDR, body, blen);
-	put32(p + 4, store_crc32(p + 8, 8 + n));
+	put_be32(p + 4, store_crc32(p + 8, 8 + n));
 	int fd = open(path, O_WRONLY);
 	assert_true(fd >= 0);
 	assert_int_equal(pwrite_all(fd, p, WAL_FRAME_HDR + n, off), 0);
@@ -1017,7 +1017,7 @@ static void test_header(void **state)
 	/* A format this build does not know. */
 	uint8_t hdr[WAL_HEADER_LEN];
 	header_make(hdr);
-	put32(hdr + 4, WAL_FORMAT + 1);
+	put_be32(hdr + 4, WAL_FORMAT + 1);
 	spit(f->path, hdr, sizeof(hdr));
 	replay_damaged(f->path, &got);
 	assert_int_equal(wal_open(f->path, &w, err, sizeof(err)), -EBADMSG);

@@ -8,6 +8,7 @@
  * check_member run in their order. tests/unit/test_dump.c holds the two
  * verdicts equal over every truncated prefix and many mutations.
  */
+#include "proxystone/bytes.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -206,12 +207,6 @@ static uint32_t pc_uint32(const uint8_t *d, size_t n)
 	if (n > 4)
 		v |= (uint32_t)d[4] << 28;
 	return v;
-}
-
-static uint32_t le32(const uint8_t *d)
-{
-	return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
-	       (uint32_t)d[3] << 24;
 }
 
 /* Tag at *pos: 0 and f->num, f->wt, f->at, or an error. */
@@ -459,7 +454,7 @@ static int walk_packet(struct scope *s, struct packet_view *pv)
 			break;
 		case P_LENGTH:
 			info->has_length = true;
-			info->length = le32(s->buf + f.val);
+			info->length = get_le32(s->buf + f.val);
 			break;
 		case P_DIGEST:
 			pv->digest_len = f.vlen;
