@@ -242,8 +242,21 @@ struct http_counters {
 };
 const struct http_counters *http_server_counters(const struct http_server *s);
 
-/* Reason phrase: 404 -> "Not Found"; "Unknown" for codes it does not know. */
+/* Reason phrase: 404 -> "Not Found"; "Unknown" for codes it does not know.
+ * The one table: status lines and every error body's "error" use it. */
 const char *http_status_text(int status);
+/*
+ * The spec's error envelope, the only place it is written (the layer's own
+ * errors and the api's route errors both come here):
+ *   {"success":false,"error":<http_status_text(status)>,"message":<mlen
+ *   bytes of message>,"code":<code>,"details":<details_json, or {}>}
+ * appended to out. details_json is validated (jw_raw). Returns 0, or
+ * jw_finish()'s error (-ENOSPC when out's bound is reached, -EINVAL for
+ * invalid details_json).
+ */
+int http_error_render(struct buf *out, int status, const char *code,
+		      const char *message, size_t mlen,
+		      const char *details_json);
 
 /*
  * Percent-decodes len bytes of src into dst (dst may equal src; it needs

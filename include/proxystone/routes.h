@@ -3,6 +3,14 @@
  * route, turning a request's JSON into an ipc.proto Request, and turning
  * the membership process's Reply into the spec's JSON.
  *
+ * Every route is one row of the table in routes.c: its path, the methods
+ * it takes, and per method the flags below, the request builder and the
+ * renderer. Adding an endpoint means adding an enum value and a row (and,
+ * today, a case in membership's handle()); api.c reads the flags, never
+ * the route id, to decide on auth, caching and the cluster switch.
+ * route_table_check() states the table's invariants; the api asserts them
+ * at start-up and tests/unit/test_routes.c walks the table.
+ *
  * Pure translation: no sockets, no clock reads except for timestamps the
  * caller passes in. The api process (api.c) moves the bytes.
  */
@@ -10,11 +18,12 @@
 #define PROXYSTONE_ROUTES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proto/ipc.pb-c.h"
 #include "proxystone/buf.h"
-#include "proxystone/registry.h"
+#include "proxystone/node_schema.h"
 
 struct config;
 
@@ -35,6 +44,34 @@ enum route_id {
 	ROUTE_MAX
 };
 
+/*
+ * What a route (and method) is, as the checks in api.c's on_request() see
+ * it, in the order they run. WRITE, COORDINATOR and DURABLE describe the
+ * contract membership keeps for the request (handle() answers
+ * NOT_COORDINATOR, holds the reply until the group commit); the api itself
+ * acts on CLUSTER, AUTH_READS and CACHEABLE.
+ */
+enum route_flag {
+	ROUTE_WRITE = 1u << 0,	     /* changes state: always needs api_token */
+	ROUTE_AUTH_READS = 1u << 1,  /* a read that needs api_token when
+					api_token_reads is on */
+	ROUTE_CLUSTER = 1u << 2,     /* 503 CLUSTER_DISABLED when clustering is
+					off */
+	ROUTE_CACHEABLE = 1u << 3,   /* a GET served from the read cache */
+	ROUTE_COORDINATOR = 1u << 4, /* only the coordinator answers it */
+	ROUTE_DURABLE = 1u << 5,     /* acknowledged once on disk */
+};
+
+/* How the answer is made. */
+enum route_answer {
+	ROUTE_ANSWER_JSON,     /* the row's renderer, in the spec's JSON */
+	ROUTE_ANSWER_METRICS,  /* Prometheus text: api.c adds its counters */
+	ROUTE_ANSWER_PROTOBUF, /* membership's Reply bytes as they came */
+	ROUTE_ANSWER_STREAM,   /* Server-Sent Events from api.c; no request */
+};
+
+/* Methods of one route: GET, POST, DELETE at most. */
+#define ROUTE_METHODS_MAX 3
 /* Longest detail message we return. */
 #define API_ERROR_MSG_MAX 320
 
@@ -43,6 +80,8 @@ struct route_match {
 	int method;              /* enum http_method of the request */
 	bool method_ok;          /* false: answer 405 with `allow` */
 	const char *allow;       /* methods the path accepts */
+	unsigned flags;		 /* enum route_flag of route + method */
+	enum route_answer answer;
 	char id[NODE_ID_MAX + 1];/* {id} / {nodeId}, percent-decoded */
 	bool id_ok;              /* false: the path's id is malformed */
 };
@@ -58,14 +97,22 @@ struct api_error {
 
 /* Metric label of a route, e.g. "/api/cluster/nodes/{id}". */
 const char *route_name(enum route_id r);
+/* Fills *out for a request; an unknown path is ROUTE_UNKNOWN, method_ok. */
 void route_match(int method, const char *path, size_t len,
 		 struct route_match *out);
-/* The HTTP reason phrase used as the error's "error" field. */
-const char *route_error_title(int status);
+/*
+ * Checks the table's invariants: every route has a path, an Allow list
+ * naming exactly its methods (plus OPTIONS), a builder for every method
+ * membership answers and a renderer for every JSON answer; paths are
+ * unique; writes are never cacheable; COORDINATOR and DURABLE only on
+ * writes. Returns 0, or -EINVAL with the first broken one described in msg.
+ */
+int route_table_check(char *msg, size_t msglen);
 
 void api_error_set(struct api_error *e, int status, const char *code,
 		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* Renders {success:false,error,message,code,details}. */
+/* Renders e through http_error_render(): details is e->details when set,
+ * else {"field":e->field} when set, else {}. 0 or a jw_finish() error. */
 int route_render_error(const struct api_error *e, struct buf *out);
 
 /*

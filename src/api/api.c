@@ -20,6 +20,7 @@
 #include "proxystone/supervisor.h"
 #include "proxystone/timeutil.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <ev.h>
 #include <http_parser.h>
@@ -337,17 +338,7 @@ static void respond_metrics(struct api *a, struct http_conn *c,
 static bool cache_key(const struct route_match *m,
 		      const struct http_request *req, char *key)
 {
-	switch (m->route) {
-	case ROUTE_NODES:
-	case ROUTE_NODE:
-	case ROUTE_HEALTH:
-	case ROUTE_STATUS:
-	case ROUTE_SERVICE_STATUS:
-		break;
-	default:
-		return false;
-	}
-	if (req->method != HTTP_GET)
+	if (!(m->flags & ROUTE_CACHEABLE)) /* only ever set on GET */
 		return false;
 	int n = snprintf(key, API_CACHE_KEY_MAX, "%d/%s?%.*s", (int)m->route,
 			 m->id, (int)req->query.len, req->query.base);
@@ -475,7 +466,7 @@ static void sse_event(struct api *a, const Ps__Event *ev)
 	}
 	if (ev->node) {
 		jw_key(&w, "status");
-		jw_string(&w, registry_status_name(ev->node->status));
+		jw_string(&w, node_status_name(ev->node->status));
 		jw_key(&w, "node");
 		route_write_node(&w, ev->node, true);
 	}
@@ -620,7 +611,7 @@ static void abandon(struct api *a, struct pending *p, bool timeout)
 {
 	struct http_conn *c = http_server_conn(a->http, p->conn_id);
 	if (c) {
-		if (p->match.route == ROUTE_METRICS)
+		if (p->match.answer == ROUTE_ANSWER_METRICS)
 			respond_metrics(a, c, NULL);
 		else
 			respond_unavailable(a, c, p->match.route, timeout);
@@ -670,12 +661,12 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 	}
 	struct http_conn *c = http_server_conn(a->http, p->conn_id);
 	double rtt = (time_mono() - p->sent_at) * 1000.0;
-	if (p->match.route == ROUTE_METRICS && !r->error) {
+	if (p->match.answer == ROUTE_ANSWER_METRICS && !r->error) {
 		if (c)
 			respond_metrics(a, c, r);
-	} else if (p->match.route == ROUTE_REPLICA && !r->error) {
+	} else if (p->match.answer == ROUTE_ANSWER_PROTOBUF && !r->error) {
 		/* The membership reply as is: nodes + registry version. */
-		count(a, ROUTE_REPLICA, 200);
+		count(a, p->match.route, 200);
 		if (c)
 			http_respond(c, 200, "application/x-protobuf", NULL,
 				     (const char *)data, len);
@@ -689,8 +680,14 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 		if (r->error) {
 			api_error_set(&e, (int)r->error->http_status,
 				      r->error->code, "%s", r->error->message);
-			if (r->error->details_json &&
-			    strlen(r->error->details_json) < sizeof(e.details))
+			/* A field name, when membership names one, is the
+			 * whole of details; else its details_json as is. */
+			if (r->error->field)
+				snprintf(e.field, sizeof(e.field), "%s",
+					 r->error->field);
+			else if (r->error->details_json &&
+				 strlen(r->error->details_json) <
+				     sizeof(e.details))
 				strcpy(e.details, r->error->details_json);
 			if (r->coordinator_url)
 				snprintf(extra, sizeof(extra),
@@ -825,13 +822,14 @@ static bool token_equal(const char *got, size_t glen, const char *want)
 
 /* True if the request may proceed; answers 401 otherwise. */
 static bool authorized(struct api *a, struct http_conn *c,
-		       const struct http_request *req, enum route_id r)
+		       const struct http_request *req, enum route_id r,
+		       unsigned flags)
 {
 	const char *token = a->cfg->api_token;
 	if (!token[0])
 		return true;
-	bool write = req->method != HTTP_GET && req->method != HTTP_HEAD;
-	if (!write && !a->cfg->api_token_reads)
+	if (!(flags & ROUTE_WRITE) &&
+	    !((flags & ROUTE_AUTH_READS) && a->cfg->api_token_reads))
 		return true;
 	static const char scheme[] = "Bearer ";
 	struct strview h = req->authorization;
@@ -848,11 +846,6 @@ static bool authorized(struct api *a, struct http_conn *c,
 	respond_error(a, c, r, &e,
 		      "WWW-Authenticate: Bearer realm=\"proxystone\"\r\n");
 	return false;
-}
-
-static bool cluster_route(enum route_id r)
-{
-	return r != ROUTE_METRICS && r != ROUTE_UNKNOWN;
 }
 
 static void on_request(struct http_server *s, struct http_conn *c,
@@ -880,16 +873,15 @@ static void on_request(struct http_server *s, struct http_conn *c,
 		respond_error(a, c, m.route, &e, allow);
 		return;
 	}
-	if (!authorized(a, c, req, m.route))
+	if (!authorized(a, c, req, m.route, m.flags))
 		return;
-	if (!a->cfg->cluster_enabled && cluster_route(m.route) &&
-	    m.route != ROUTE_STATUS && m.route != ROUTE_SERVICE_STATUS) {
+	if (!a->cfg->cluster_enabled && (m.flags & ROUTE_CLUSTER)) {
 		api_error_set(&e, 503, "CLUSTER_DISABLED",
 			      "Cluster service is not enabled on this node");
 		respond_error(a, c, m.route, &e, NULL);
 		return;
 	}
-	if (m.route == ROUTE_EVENTS) {
+	if (m.answer == ROUTE_ANSWER_STREAM) {
 		sse_open(a, c);
 		return;
 	}
@@ -926,7 +918,7 @@ static void on_request(struct http_server *s, struct http_conn *c,
 	if (!a->ipc) {
 		route_request_fini(&ipc_req);
 		a->ipc_unavailable++;
-		if (m.route == ROUTE_METRICS)
+		if (m.answer == ROUTE_ANSWER_METRICS)
 			respond_metrics(a, c, NULL);
 		else
 			respond_unavailable(a, c, m.route, false);
@@ -976,6 +968,12 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int rev)
 
 int api_main(const struct config *cfg, int sup_fd)
 {
+	/* A broken route table is a programming error: stop before serving. */
+	char bad[160];
+	int rc = route_table_check(bad, sizeof(bad));
+	if (rc)
+		log_error("api: %s", bad);
+	assert(rc == 0);
 	struct api *a = calloc(1, sizeof(*a));
 	if (!a)
 		return 1;

@@ -829,15 +829,12 @@ static bool extra_headers_ok(const char *s)
 	       !strstr(s, "\r\n\r\n");
 }
 
-/* Renders the error; 0 and *n, or -ENOSPC if it does not fit outlen. */
-static int render_error_body(char *out, size_t outlen, int status,
-			     const char *code, const char *message,
-			     size_t mlen, const char *details_json, int *n)
+int http_error_render(struct buf *out, int status, const char *code,
+		      const char *message, size_t mlen,
+		      const char *details_json)
 {
-	struct buf b;
 	struct json_writer w;
-	buf_init(&b, outlen - 1);
-	jw_init(&w, &b);
+	jw_init(&w, out);
 	jw_object_begin(&w);
 	jw_key(&w, "success");
 	jw_bool(&w, false);
@@ -853,7 +850,18 @@ static int render_error_body(char *out, size_t outlen, int status,
 	else
 		jw_raw_trusted(&w, "{}", 2);
 	jw_object_end(&w);
-	int rc = jw_finish(&w);
+	return jw_finish(&w);
+}
+
+/* Renders the error; 0 and *n, or -ENOSPC if it does not fit outlen. */
+static int render_error_body(char *out, size_t outlen, int status,
+			     const char *code, const char *message, size_t mlen,
+			     const char *details_json, int *n)
+{
+	struct buf b;
+	buf_init(&b, outlen - 1);
+	int rc =
+	    http_error_render(&b, status, code, message, mlen, details_json);
 	if (!rc) {
 		memcpy(out, b.base, b.len + 1);
 		*n = (int)b.len;

@@ -2,6 +2,7 @@
 #include "proxystone/routes.h"
 #include "proxystone/config.h"
 #include "proxystone/gossip_crypto.h"
+#include "proxystone/http.h"
 #include "proxystone/json.h"
 #include "proxystone/timeutil.h"
 
@@ -12,50 +13,44 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct route_input;
+struct route_ctx;
+struct json_writer;
+
+/* One method of a route. */
+struct route_method {
+	int method;	/* enum http_method */
+	unsigned flags; /* enum route_flag */
+	/* Fills the IPC request; NULL for ROUTE_ANSWER_STREAM. 0, -EINVAL
+	 * (err set) or -ENOMEM; what it allocated is freed by
+	 * route_request_fini() either way. */
+	int (*build)(const struct route_match *m, const struct route_input *in,
+		     Ps__Request *out, struct api_error *err);
+	/* Writes the members after "success":true; for ROUTE_ANSWER_JSON. */
+	void (*render)(struct json_writer *w, const struct route_match *m,
+		       const Ps__Reply *r, const struct route_ctx *ctx);
+};
+
+/* One row per route: everything the api knows about it. */
+struct route {
+	const char *path; /* pattern ("{id}" takes one segment), metric label */
+	const char *allow; /* Allow header of a 405: the methods, OPTIONS */
+	unsigned flags;	   /* enum route_flag, for every method */
+	enum route_answer answer;
+	size_t nmethods;
+	struct route_method methods[ROUTE_METHODS_MAX];
+};
+
+static const struct route route_table[ROUTE_MAX];
+
 /* A query string value we look at (status, role, clusterId). */
 #define QUERY_VALUE_MAX 128
-
-static const struct {
-	const char *name;  /* metric label */
-	const char *allow; /* Allow header */
-} routes[ROUTE_MAX] = {
-	[ROUTE_NODES] = { "/api/cluster/nodes", "GET, OPTIONS" },
-	[ROUTE_NODE] = { "/api/cluster/nodes/{id}", "GET, DELETE, OPTIONS" },
-	[ROUTE_REGISTER] = { "/api/cluster/register", "POST, OPTIONS" },
-	[ROUTE_HEARTBEAT] = { "/api/cluster/heartbeat/{nodeId}", "POST, OPTIONS" },
-	[ROUTE_STATUS] = { "/api/cluster/status", "GET, OPTIONS" },
-	[ROUTE_HEALTH] = { "/api/cluster/health", "GET, OPTIONS" },
-	[ROUTE_ENABLE_SERVING] = { "/api/cluster/enable-serving", "POST, OPTIONS" },
-	[ROUTE_DISABLE_SERVING] = { "/api/cluster/disable-serving", "POST, OPTIONS" },
-	[ROUTE_SERVICE_STATUS] = { "/api/cluster/service-status", "GET, OPTIONS" },
-	[ROUTE_METRICS] = { "/metrics", "GET, OPTIONS" },
-	[ROUTE_EVENTS] = { "/api/cluster/events", "GET, OPTIONS" },
-	[ROUTE_REPLICA] = { "/api/cluster/replica", "GET, OPTIONS" },
-	[ROUTE_UNKNOWN] = { "unknown", "" },
-};
+/* details {"field":...} of a validation error: the field name and quoting. */
+#define ROUTE_FIELD_DETAILS_MAX 128
 
 const char *route_name(enum route_id r)
 {
-	return r < ROUTE_MAX ? routes[r].name : "unknown";
-}
-
-const char *route_error_title(int status)
-{
-	switch (status) {
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Error";
-	}
+	return r < ROUTE_MAX ? route_table[r].path : "unknown";
 }
 
 void api_error_set(struct api_error *e, int status, const char *code,
@@ -73,31 +68,24 @@ void api_error_set(struct api_error *e, int status, const char *code,
 
 int route_render_error(const struct api_error *e, struct buf *out)
 {
-	struct json_writer w;
-	jw_init(&w, out);
-	jw_object_begin(&w);
-	jw_key(&w, "success");
-	jw_bool(&w, false);
-	jw_key(&w, "error");
-	jw_string(&w, route_error_title(e->status));
-	jw_key(&w, "message");
-	jw_string(&w, e->message);
-	jw_key(&w, "code");
-	jw_string(&w, e->code);
-	jw_key(&w, "details");
+	const char *details = NULL;
+	struct buf fd;
+	buf_init(&fd, ROUTE_FIELD_DETAILS_MAX);
 	if (e->details[0]) {
-		jw_raw(&w, e->details, strlen(e->details));
-		jw_object_end(&w);
-		return jw_finish(&w);
-	}
-	jw_object_begin(&w);
-	if (e->field[0]) {
+		details = e->details;
+	} else if (e->field[0]) {
+		struct json_writer w;
+		jw_init(&w, &fd);
+		jw_object_begin(&w);
 		jw_key(&w, "field");
 		jw_string(&w, e->field);
+		jw_object_end(&w);
+		details = jw_finish(&w) ? NULL : fd.base;
 	}
-	jw_object_end(&w);
-	jw_object_end(&w);
-	return jw_finish(&w);
+	int rc = http_error_render(out, e->status, e->code, e->message,
+				   strlen(e->message), details);
+	buf_fini(&fd);
+	return rc;
 }
 
 /* "/api/cluster/nodes/" + tail: copies a single-segment id. */
@@ -107,71 +95,50 @@ static bool take_id(const char *tail, size_t n, struct route_match *out)
 		return false;
 	memcpy(out->id, tail, n);
 	out->id[n] = '\0';
-	out->id_ok = registry_id_valid(out->id);
+	out->id_ok = node_id_valid(out->id);
 	return true;
+}
+
+/* A path pattern ending in "{...}" takes one id segment there. */
+static bool path_match(const char *pattern, const char *path, size_t len,
+		       struct route_match *out)
+{
+	const char *brace = strchr(pattern, '{');
+	if (!brace)
+		return strlen(pattern) == len && !memcmp(path, pattern, len);
+	size_t plen = (size_t)(brace - pattern);
+	return len > plen && !memcmp(path, pattern, plen) &&
+	       take_id(path + plen, len - plen, out);
+}
+
+static const struct route_method *method_find(enum route_id r, int method)
+{
+	if (r >= ROUTE_MAX)
+		return NULL;
+	for (size_t i = 0; i < route_table[r].nmethods; i++)
+		if (route_table[r].methods[i].method == method)
+			return &route_table[r].methods[i];
+	return NULL;
 }
 
 void route_match(int method, const char *path, size_t len,
 		 struct route_match *out)
 {
-	static const char prefix[] = "/api/cluster/";
-	const size_t plen = sizeof(prefix) - 1;
+	enum route_id r = 0;
 	memset(out, 0, sizeof(*out));
-	out->route = ROUTE_UNKNOWN;
 	out->method = method;
 	if (len > 1 && path[len - 1] == '/')
 		len--; /* tolerate one trailing slash */
-
-	if (len == 8 && !memcmp(path, "/metrics", 8)) {
-		out->route = ROUTE_METRICS;
-	} else if (len > plen && !memcmp(path, prefix, plen)) {
-		const char *rest = path + plen;
-		size_t n = len - plen;
-		static const struct {
-			const char *name;
-			enum route_id id;
-		} fixed[] = {
-			{ "nodes", ROUTE_NODES },
-			{ "register", ROUTE_REGISTER },
-			{ "status", ROUTE_STATUS },
-			{ "health", ROUTE_HEALTH },
-			{ "enable-serving", ROUTE_ENABLE_SERVING },
-			{ "disable-serving", ROUTE_DISABLE_SERVING },
-			{ "service-status", ROUTE_SERVICE_STATUS },
-			{ "events", ROUTE_EVENTS },
-			{ "replica", ROUTE_REPLICA },
-		};
-		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-			if (strlen(fixed[i].name) == n &&
-			    !memcmp(rest, fixed[i].name, n))
-				out->route = fixed[i].id;
-		if (out->route == ROUTE_UNKNOWN) {
-			if (n > 6 && !memcmp(rest, "nodes/", 6) &&
-			    take_id(rest + 6, n - 6, out))
-				out->route = ROUTE_NODE;
-			else if (n > 10 && !memcmp(rest, "heartbeat/", 10) &&
-				 take_id(rest + 10, n - 10, out))
-				out->route = ROUTE_HEARTBEAT;
-		}
-	}
-	out->allow = routes[out->route].allow;
-	switch (out->route) {
-	case ROUTE_NODE:
-		out->method_ok = method == HTTP_GET || method == HTTP_DELETE;
-		break;
-	case ROUTE_REGISTER:
-	case ROUTE_HEARTBEAT:
-	case ROUTE_ENABLE_SERVING:
-	case ROUTE_DISABLE_SERVING:
-		out->method_ok = method == HTTP_POST;
-		break;
-	case ROUTE_UNKNOWN:
-		out->method_ok = true;
-		break;
-	default:
-		out->method_ok = method == HTTP_GET;
-		break;
-	}
+	while (r < ROUTE_UNKNOWN &&
+	       !path_match(route_table[r].path, path, len, out))
+		r++;
+	out->route = r;
+	const struct route *rt = &route_table[r];
+	const struct route_method *rm = method_find(r, method);
+	out->allow = rt->allow;
+	out->answer = rt->answer;
+	out->method_ok = rm || out->route == ROUTE_UNKNOWN;
+	out->flags = rt->flags | (rm ? rm->flags : 0);
 }
 
 /* ---- request building --------------------------------------------------- */
@@ -338,7 +305,7 @@ static int build_register(const struct json_doc *d, size_t metadata_max,
 	    (rc = opt_object(d, 0, "metadata", metadata_max,
 			     &r->metadata_json, err)))
 		return rc;
-	if (r->id && !registry_id_valid(r->id))
+	if (r->id && !node_id_valid(r->id))
 		return bad_field(err, "id",
 				 "%s must be 1-64 of [A-Za-z0-9._:-]");
 
@@ -411,7 +378,7 @@ static int build_heartbeat(const struct json_doc *d, bool have_body,
 	if (rc)
 		return rc;
 	if (status) {
-		rc = registry_status_parse(status, &h->status);
+		rc = node_status_parse(status, &h->status);
 		free(status);
 		if (rc)
 			return bad_field(err, "status",
@@ -427,7 +394,7 @@ static int build_filters(const char *q, size_t qlen, Ps__ListNodesReq *f,
 {
 	char v[QUERY_VALUE_MAX];
 	int rc = query_get(q, qlen, "status", v, sizeof(v));
-	if (rc < 0 || (rc == 1 && registry_status_parse(v, &f->status)))
+	if (rc < 0 || (rc == 1 && node_status_parse(v, &f->status)))
 		return bad_field(err, "status",
 				 "%s must be one of active, suspect, inactive, disabled, left");
 	f->has_status = rc == 1;
@@ -453,115 +420,150 @@ static int build_filters(const char *q, size_t qlen, Ps__ListNodesReq *f,
 	return 0;
 }
 
+/* ---- one builder per request kind ---------------------------------------- */
+
+/* What a builder reads besides the match. */
+struct route_input {
+	const char *query, *body;
+	size_t qlen, blen;
+	size_t metadata_max;
+};
+
+static int build_list(const struct route_match *m, const struct route_input *in,
+		      Ps__Request *out, struct api_error *err)
+{
+	Ps__ListNodesReq *f = malloc(sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	ps__list_nodes_req__init(f);
+	out->body_case = PS__REQUEST__BODY_LIST_NODES;
+	out->list_nodes = f;
+	if (m->route == ROUTE_NODES)
+		return build_filters(in->query, in->qlen, f, err);
+	return 0; /* the replica: everything */
+}
+
+static int build_node_id(const struct route_match *m,
+			 const struct route_input *in, Ps__Request *out,
+			 struct api_error *err)
+{
+	(void)in;
+	(void)err;
+	Ps__NodeIdReq *r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	ps__node_id_req__init(r);
+	r->id = strdup(m->id);
+	if (m->method == HTTP_DELETE) {
+		out->body_case = PS__REQUEST__BODY_DELETE_NODE;
+		out->delete_node = r;
+	} else {
+		out->body_case = PS__REQUEST__BODY_GET_NODE;
+		out->get_node = r;
+	}
+	return r->id ? 0 : -ENOMEM;
+}
+
+static int build_register_req(const struct route_match *m,
+			      const struct route_input *in, Ps__Request *out,
+			      struct api_error *err)
+{
+	(void)m;
+	struct json_doc d;
+	Ps__RegisterReq *r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	ps__register_req__init(r);
+	out->body_case = PS__REQUEST__BODY_REGISTER;
+	out->register_ = r;
+	int rc = parse_body(in->body, in->blen, true, &d, err);
+	if (!rc)
+		rc = build_register(&d, in->metadata_max, r, err);
+	json_doc_fini(&d);
+	return rc;
+}
+
+static int build_heartbeat_req(const struct route_match *m,
+			       const struct route_input *in, Ps__Request *out,
+			       struct api_error *err)
+{
+	struct json_doc d;
+	Ps__HeartbeatReq *h = malloc(sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	ps__heartbeat_req__init(h);
+	out->body_case = PS__REQUEST__BODY_HEARTBEAT;
+	out->heartbeat = h;
+	h->id = strdup(m->id);
+	if (!h->id)
+		return -ENOMEM;
+	int rc = parse_body(in->body, in->blen, false, &d, err);
+	if (rc >= 0)
+		rc = build_heartbeat(&d, rc == 0, in->metadata_max, h, err);
+	json_doc_fini(&d);
+	return rc;
+}
+
+static int build_serving(const struct route_match *m,
+			 const struct route_input *in, Ps__Request *out,
+			 struct api_error *err)
+{
+	(void)in;
+	(void)err;
+	Ps__SetServingReq *s = malloc(sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	ps__set_serving_req__init(s);
+	s->serving = m->route == ROUTE_ENABLE_SERVING;
+	out->body_case = PS__REQUEST__BODY_SET_SERVING;
+	out->set_serving = s;
+	return 0;
+}
+
+/* The requests without arguments: status, health, stats. */
+static int build_empty(const struct route_match *m,
+		       const struct route_input *in, Ps__Request *out,
+		       struct api_error *err)
+{
+	(void)in;
+	(void)err;
+	Ps__Empty *e = malloc(sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	ps__empty__init(e);
+	out->body_case = m->route == ROUTE_HEALTH ? PS__REQUEST__BODY_GET_HEALTH
+			 : m->route == ROUTE_METRICS
+			     ? PS__REQUEST__BODY_GET_STATS
+			     : PS__REQUEST__BODY_GET_STATUS;
+	out->get_status = e; /* oneof: same storage for every Empty */
+	return 0;
+}
+
 int route_build_request(const struct route_match *m, const char *query,
 			size_t qlen, const char *body, size_t blen,
 			size_t metadata_max, Ps__Request *out,
 			struct api_error *err)
 {
-	struct json_doc d;
-	int rc = 0;
+	const struct route_method *rm = method_find(m->route, m->method);
+	const struct route_input in = {
+	    .query = query,
+	    .qlen = qlen,
+	    .body = body,
+	    .blen = blen,
+	    .metadata_max = metadata_max,
+	};
 	ps__request__init(out);
-	memset(&d, 0, sizeof(d));
-	if (m->route == ROUTE_NODE || m->route == ROUTE_HEARTBEAT) {
-		if (!m->id_ok) {
-			api_error_set(err, 400, "VALIDATION_ERROR",
-				      "Node id must be 1-64 of [A-Za-z0-9._:-]");
-			snprintf(err->field, sizeof(err->field), "id");
-			return -EINVAL;
-		}
-	}
-	switch (m->route) {
-	case ROUTE_NODES:
-	case ROUTE_REPLICA: {
-		Ps__ListNodesReq *f = malloc(sizeof(*f));
-		if (!f)
-			return -ENOMEM;
-		ps__list_nodes_req__init(f);
-		out->body_case = PS__REQUEST__BODY_LIST_NODES;
-		out->list_nodes = f;
-		if (m->route == ROUTE_NODES)
-			rc = build_filters(query, qlen, f, err);
-		break;
-	}
-	case ROUTE_NODE: {
-		Ps__NodeIdReq *r = malloc(sizeof(*r));
-		if (!r)
-			return -ENOMEM;
-		ps__node_id_req__init(r);
-		r->id = strdup(m->id);
-		if (m->method == HTTP_DELETE) {
-			out->body_case = PS__REQUEST__BODY_DELETE_NODE;
-			out->delete_node = r;
-		} else {
-			out->body_case = PS__REQUEST__BODY_GET_NODE;
-			out->get_node = r;
-		}
-		if (!r->id)
-			rc = -ENOMEM;
-		break;
-	}
-	case ROUTE_REGISTER: {
-		Ps__RegisterReq *r = malloc(sizeof(*r));
-		if (!r)
-			return -ENOMEM;
-		ps__register_req__init(r);
-		out->body_case = PS__REQUEST__BODY_REGISTER;
-		out->register_ = r;
-		rc = parse_body(body, blen, true, &d, err);
-		if (!rc)
-			rc = build_register(&d, metadata_max, r, err);
-		break;
-	}
-	case ROUTE_HEARTBEAT: {
-		Ps__HeartbeatReq *h = malloc(sizeof(*h));
-		if (!h)
-			return -ENOMEM;
-		ps__heartbeat_req__init(h);
-		out->body_case = PS__REQUEST__BODY_HEARTBEAT;
-		out->heartbeat = h;
-		h->id = strdup(m->id);
-		if (!h->id)
-			return -ENOMEM;
-		rc = parse_body(body, blen, false, &d, err);
-		if (rc >= 0) {
-			rc = build_heartbeat(&d, rc == 0, metadata_max, h,
-					     err);
-		}
-		break;
-	}
-	case ROUTE_ENABLE_SERVING:
-	case ROUTE_DISABLE_SERVING: {
-		Ps__SetServingReq *s = malloc(sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		ps__set_serving_req__init(s);
-		s->serving = m->route == ROUTE_ENABLE_SERVING;
-		out->body_case = PS__REQUEST__BODY_SET_SERVING;
-		out->set_serving = s;
-		break;
-	}
-	case ROUTE_STATUS:
-	case ROUTE_SERVICE_STATUS:
-	case ROUTE_HEALTH:
-	case ROUTE_METRICS: {
-		Ps__Empty *e = malloc(sizeof(*e));
-		if (!e)
-			return -ENOMEM;
-		ps__empty__init(e);
-		out->body_case = m->route == ROUTE_HEALTH
-					 ? PS__REQUEST__BODY_GET_HEALTH
-				 : m->route == ROUTE_METRICS
-					 ? PS__REQUEST__BODY_GET_STATS
-					 : PS__REQUEST__BODY_GET_STATUS;
-		out->get_status = e; /* oneof: same storage for every Empty */
-		break;
-	}
-	default:
+	if (!rm || !rm->build) {
 		api_error_set(err, 404, "NOT_FOUND", "No such route");
-		rc = -EINVAL;
-		break;
+		return -EINVAL;
 	}
-	json_doc_fini(&d);
+	if (strchr(route_table[m->route].path, '{') && !m->id_ok) {
+		api_error_set(err, 400, "VALIDATION_ERROR",
+			      "Node id must be 1-64 of [A-Za-z0-9._:-]");
+		snprintf(err->field, sizeof(err->field), "id");
+		return -EINVAL;
+	}
+	int rc = rm->build(m, &in, out, err);
 	if (rc == -ENOMEM)
 		api_error_set(err, 500, "INTERNAL_ERROR", "Out of memory");
 	return rc < 0 ? -EINVAL : 0;
@@ -601,7 +603,7 @@ void route_write_node(struct json_writer *w, const Ps__Node *n, bool full)
 	jw_key(w, "clusterId");
 	jw_string(w, n->cluster_id);
 	jw_key(w, "status");
-	jw_string(w, registry_status_name(n->status));
+	jw_string(w, node_status_name(n->status));
 	jw_key(w, "role");
 	jw_string(w, n->role);
 	write_time(w, "lastSeen", n->last_seen_ms);
@@ -695,7 +697,7 @@ static void write_health(struct json_writer *w, const Ps__Reply *r,
 		jw_key(w, "id");
 		jw_string(w, n->id);
 		jw_key(w, "status");
-		jw_string(w, registry_status_name(n->status));
+		jw_string(w, node_status_name(n->status));
 		jw_key(w, "role");
 		jw_string(w, n->role);
 		jw_key(w, "responseTime");
@@ -713,113 +715,289 @@ static void write_health(struct json_writer *w, const Ps__Reply *r,
 	jw_object_end(w);
 }
 
+/* ---- one renderer per answer: what follows "success":true --------------- */
+
+/* What a renderer reads besides the match and the reply. */
+struct route_ctx {
+	const struct config *cfg;
+	double rtt_ms;
+	int64_t now_ms;
+};
+
+static void render_nodes(struct json_writer *w, const struct route_match *m,
+			 const Ps__Reply *r, const struct route_ctx *ctx)
+{
+	(void)m;
+	(void)ctx;
+	jw_key(w, "nodes");
+	jw_array_begin(w);
+	for (size_t i = 0; i < r->n_nodes; i++)
+		route_write_node(w, r->nodes[i], true);
+	jw_array_end(w);
+	jw_key(w, "total");
+	jw_int(w, (long long)r->n_nodes);
+	jw_key(w, "registryVersion");
+	jw_int(w, (long long)r->registry_version);
+}
+
+/* GET /nodes/{id} and POST /register: the node. */
+static void render_node(struct json_writer *w, const struct route_match *m,
+			const Ps__Reply *r, const struct route_ctx *ctx)
+{
+	(void)m;
+	(void)ctx;
+	if (r->node) {
+		jw_key(w, "node");
+		route_write_node(w, r->node, true);
+	}
+}
+
+static void render_removed(struct json_writer *w, const struct route_match *m,
+			   const Ps__Reply *r, const struct route_ctx *ctx)
+{
+	(void)r;
+	(void)ctx;
+	char msg[NODE_ID_MAX + 32];
+	snprintf(msg, sizeof(msg), "Node %s removed", m->id);
+	jw_key(w, "message");
+	jw_string(w, msg);
+	jw_key(w, "id");
+	jw_string(w, m->id);
+}
+
+static void render_heartbeat(struct json_writer *w, const struct route_match *m,
+			     const Ps__Reply *r, const struct route_ctx *ctx)
+{
+	(void)m;
+	(void)ctx;
+	jw_key(w, "acknowledged");
+	jw_bool(w, true);
+	write_time(w, "timestamp", r->timestamp_ms);
+}
+
+static void render_status(struct json_writer *w, const struct route_match *m,
+			  const Ps__Reply *r, const struct route_ctx *ctx)
+{
+	(void)m;
+	const struct config *cfg = ctx->cfg;
+	jw_key(w, "status");
+	if (r->self)
+		route_write_node(w, r->self, false);
+	else
+		jw_null(w);
+	jw_key(w, "config");
+	jw_object_begin(w);
+	jw_key(w, "enabled");
+	jw_bool(w, cfg->cluster_enabled);
+	jw_key(w, "clusterId");
+	jw_string(w, cfg->cluster_id);
+	jw_key(w, "coordinatorUrl");
+	jw_string(w, cfg->coordinator_url[0] ? cfg->coordinator_url : NULL);
+	jw_key(w, "heartbeatInterval");
+	jw_double(w, cfg->heartbeat_interval);
+	jw_key(w, "nodeTimeout");
+	jw_double(w, cfg->node_timeout);
+	jw_object_end(w);
+	if (r->service) {
+		jw_key(w, "serviceStatus");
+		write_service(w, r->service, "startTime");
+	}
+	write_gossip_security(w, cfg);
+}
+
+static void render_health(struct json_writer *w, const struct route_match *m,
+			  const Ps__Reply *r, const struct route_ctx *ctx)
+{
+	(void)m;
+	write_health(w, r, ctx->rtt_ms, ctx->now_ms);
+}
+
+static void render_serving(struct json_writer *w, const struct route_match *m,
+			   const Ps__Reply *r, const struct route_ctx *ctx)
+{
+	(void)m;
+	(void)ctx;
+	jw_key(w, "message");
+	jw_string(w, r->service && r->service->serving
+			 ? "Cluster serving enabled"
+			 : "Cluster serving disabled (maintenance mode)");
+	if (r->service) {
+		jw_key(w, "status");
+		write_service(w, r->service, "changedAt");
+	}
+}
+
+static void render_service_status(struct json_writer *w,
+				  const struct route_match *m,
+				  const Ps__Reply *r,
+				  const struct route_ctx *ctx)
+{
+	(void)m;
+	(void)ctx;
+	if (r->service) {
+		jw_key(w, "status");
+		write_service(w, r->service, "startTime");
+	}
+	jw_key(w, "nodeStatus");
+	if (!r->self) {
+		jw_null(w);
+		return;
+	}
+	jw_object_begin(w);
+	jw_key(w, "id");
+	jw_string(w, r->self->id);
+	jw_key(w, "status");
+	jw_string(w, node_status_name(r->self->status));
+	jw_key(w, "role");
+	jw_string(w, r->self->role);
+	write_time(w, "lastSeen", r->self->last_seen_ms);
+	jw_object_end(w);
+}
+
 int route_render_reply(const struct route_match *m, const Ps__Reply *r,
 		       const struct config *cfg, double rtt_ms, int64_t now_ms,
 		       struct buf *out)
 {
+	const struct route_method *rm = method_find(m->route, m->method);
+	const struct route_ctx ctx = {
+	    .cfg = cfg,
+	    .rtt_ms = rtt_ms,
+	    .now_ms = now_ms,
+	};
 	struct json_writer w;
 	jw_init(&w, out);
 	jw_object_begin(&w);
 	jw_key(&w, "success");
 	jw_bool(&w, true);
-	switch (m->route) {
-	case ROUTE_NODES:
-		jw_key(&w, "nodes");
-		jw_array_begin(&w);
-		for (size_t i = 0; i < r->n_nodes; i++)
-			route_write_node(&w, r->nodes[i], true);
-		jw_array_end(&w);
-		jw_key(&w, "total");
-		jw_int(&w, (long long)r->n_nodes);
-		jw_key(&w, "registryVersion");
-		jw_int(&w, (long long)r->registry_version);
-		break;
-	case ROUTE_NODE:
-		if (m->method == HTTP_DELETE) {
-			char msg[NODE_ID_MAX + 32];
-			snprintf(msg, sizeof(msg), "Node %s removed", m->id);
-			jw_key(&w, "message");
-			jw_string(&w, msg);
-			jw_key(&w, "id");
-			jw_string(&w, m->id);
-			break;
-		}
-		/* fall through */
-		__attribute__((fallthrough));
-	case ROUTE_REGISTER:
-		if (r->node) {
-			jw_key(&w, "node");
-			route_write_node(&w, r->node, true);
-		}
-		break;
-	case ROUTE_HEARTBEAT:
-		jw_key(&w, "acknowledged");
-		jw_bool(&w, true);
-		write_time(&w, "timestamp", r->timestamp_ms);
-		break;
-	case ROUTE_STATUS:
-		jw_key(&w, "status");
-		if (r->self)
-			route_write_node(&w, r->self, false);
-		else
-			jw_null(&w);
-		jw_key(&w, "config");
-		jw_object_begin(&w);
-		jw_key(&w, "enabled");
-		jw_bool(&w, cfg->cluster_enabled);
-		jw_key(&w, "clusterId");
-		jw_string(&w, cfg->cluster_id);
-		jw_key(&w, "coordinatorUrl");
-		jw_string(&w, cfg->coordinator_url[0] ? cfg->coordinator_url
-						      : NULL);
-		jw_key(&w, "heartbeatInterval");
-		jw_double(&w, cfg->heartbeat_interval);
-		jw_key(&w, "nodeTimeout");
-		jw_double(&w, cfg->node_timeout);
-		jw_object_end(&w);
-		if (r->service) {
-			jw_key(&w, "serviceStatus");
-			write_service(&w, r->service, "startTime");
-		}
-		write_gossip_security(&w, cfg);
-		break;
-	case ROUTE_HEALTH:
-		write_health(&w, r, rtt_ms, now_ms);
-		break;
-	case ROUTE_ENABLE_SERVING:
-	case ROUTE_DISABLE_SERVING:
-		jw_key(&w, "message");
-		jw_string(&w, r->service && r->service->serving
-				      ? "Cluster serving enabled"
-				      : "Cluster serving disabled (maintenance mode)");
-		if (r->service) {
-			jw_key(&w, "status");
-			write_service(&w, r->service, "changedAt");
-		}
-		break;
-	case ROUTE_SERVICE_STATUS:
-		if (r->service) {
-			jw_key(&w, "status");
-			write_service(&w, r->service, "startTime");
-		}
-		jw_key(&w, "nodeStatus");
-		if (r->self) {
-			jw_object_begin(&w);
-			jw_key(&w, "id");
-			jw_string(&w, r->self->id);
-			jw_key(&w, "status");
-			jw_string(&w, registry_status_name(r->self->status));
-			jw_key(&w, "role");
-			jw_string(&w, r->self->role);
-			write_time(&w, "lastSeen", r->self->last_seen_ms);
-			jw_object_end(&w);
-		} else {
-			jw_null(&w);
-		}
-		break;
-	default:
-		break;
-	}
+	if (rm && rm->render)
+		rm->render(&w, m, r, &ctx);
 	jw_object_end(&w);
 	return jw_finish(&w) ? 500 : 200;
+}
+
+/* ---- the table ----------------------------------------------------------- */
+
+/* One row per route, laid out by hand. */
+/* clang-format off */
+#define READ(f, b, r) { HTTP_GET, ROUTE_AUTH_READS | (f), (b), (r) }
+#define WRITE(m, f, b, r) { (m), ROUTE_WRITE | (f), (b), (r) }
+
+static const struct route route_table[ROUTE_MAX] = {
+	[ROUTE_NODES] = { "/api/cluster/nodes", "GET, OPTIONS",
+		ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
+		READ(ROUTE_CACHEABLE, build_list, render_nodes) } },
+	[ROUTE_NODE] = { "/api/cluster/nodes/{id}", "GET, DELETE, OPTIONS",
+		ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 2, {
+		READ(ROUTE_CACHEABLE, build_node_id, render_node),
+		WRITE(HTTP_DELETE, ROUTE_COORDINATOR | ROUTE_DURABLE,
+		      build_node_id, render_removed) } },
+	[ROUTE_REGISTER] = { "/api/cluster/register", "POST, OPTIONS",
+		ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
+		WRITE(HTTP_POST, ROUTE_COORDINATOR | ROUTE_DURABLE,
+		      build_register_req, render_node) } },
+	/* Heartbeats are not waited on: a lost one is the next one. */
+	[ROUTE_HEARTBEAT] = { "/api/cluster/heartbeat/{nodeId}", "POST, OPTIONS",
+		ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
+		WRITE(HTTP_POST, ROUTE_COORDINATOR, build_heartbeat_req,
+		      render_heartbeat) } },
+	/* Status pages answer with clustering off: they say that it is. */
+	[ROUTE_STATUS] = { "/api/cluster/status", "GET, OPTIONS",
+		0, ROUTE_ANSWER_JSON, 1, {
+		READ(ROUTE_CACHEABLE, build_empty, render_status) } },
+	[ROUTE_HEALTH] = { "/api/cluster/health", "GET, OPTIONS",
+		ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
+		READ(ROUTE_CACHEABLE, build_empty, render_health) } },
+	[ROUTE_ENABLE_SERVING] = { "/api/cluster/enable-serving",
+		"POST, OPTIONS", ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
+		WRITE(HTTP_POST, ROUTE_DURABLE, build_serving,
+		      render_serving) } },
+	[ROUTE_DISABLE_SERVING] = { "/api/cluster/disable-serving",
+		"POST, OPTIONS", ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
+		WRITE(HTTP_POST, ROUTE_DURABLE, build_serving,
+		      render_serving) } },
+	[ROUTE_SERVICE_STATUS] = { "/api/cluster/service-status",
+		"GET, OPTIONS", 0, ROUTE_ANSWER_JSON, 1, {
+		READ(ROUTE_CACHEABLE, build_empty, render_service_status) } },
+	[ROUTE_METRICS] = { "/metrics", "GET, OPTIONS",
+		0, ROUTE_ANSWER_METRICS, 1, {
+		READ(0, build_empty, NULL) } },
+	[ROUTE_EVENTS] = { "/api/cluster/events", "GET, OPTIONS",
+		ROUTE_CLUSTER, ROUTE_ANSWER_STREAM, 1, {
+		READ(0, NULL, NULL) } },
+	[ROUTE_REPLICA] = { "/api/cluster/replica", "GET, OPTIONS",
+		ROUTE_CLUSTER, ROUTE_ANSWER_PROTOBUF, 1, {
+		READ(0, build_list, NULL) } },
+	/* Not a route: what an unmatched path counts under. */
+	[ROUTE_UNKNOWN] = { "unknown", "", 0, ROUTE_ANSWER_JSON, 0, { { 0 } } },
+};
+
+#undef READ
+#undef WRITE
+/* clang-format on */
+
+static int check_fail(char *msg, size_t msglen, enum route_id r,
+		      const char *what)
+{
+	snprintf(msg, msglen, "route %s: %s", route_table[r].path, what);
+	return -EINVAL;
+}
+
+int route_table_check(char *msg, size_t msglen)
+{
+	for (int r = 0; r < ROUTE_MAX; r++) {
+		const struct route *rt = &route_table[r];
+		if (!rt->path || !rt->allow || rt->nmethods > ROUTE_METHODS_MAX)
+			return check_fail(msg, msglen, r, "incomplete row");
+		if (r == ROUTE_UNKNOWN)
+			continue;
+		if (rt->path[0] != '/' || rt->nmethods == 0)
+			return check_fail(msg, msglen, r, "no path or method");
+		for (int o = 0; o < r; o++)
+			if (!strcmp(route_table[o].path, rt->path))
+				return check_fail(msg, msglen, r,
+						  "path not unique");
+		/* Allow: the methods in table order, then OPTIONS (http.c
+		 * answers OPTIONS itself). */
+		char allow[64] = "";
+		for (size_t i = 0; i < rt->nmethods; i++) {
+			const struct route_method *rm = &rt->methods[i];
+			size_t n = strlen(allow);
+			snprintf(allow + n, sizeof(allow) - n, "%s, ",
+				 http_method_str(rm->method));
+			if (method_find((enum route_id)r, rm->method) != rm)
+				return check_fail(msg, msglen, r,
+						  "method listed twice");
+			bool write = rm->flags & ROUTE_WRITE;
+			if (write != (rm->method != HTTP_GET))
+				return check_fail(
+				    msg, msglen, r,
+				    "ROUTE_WRITE is not the method's");
+			if (write &&
+			    (rm->flags & (ROUTE_CACHEABLE | ROUTE_AUTH_READS)))
+				return check_fail(
+				    msg, msglen, r,
+				    "a write is cacheable or a read");
+			if (!write &&
+			    (rm->flags & (ROUTE_COORDINATOR | ROUTE_DURABLE)))
+				return check_fail(
+				    msg, msglen, r,
+				    "a read is coordinator-only or durable");
+			if ((rm->build == NULL) !=
+			    (rt->answer == ROUTE_ANSWER_STREAM))
+				return check_fail(
+				    msg, msglen, r,
+				    "builder missing (or on a stream)");
+			if ((rm->render != NULL) !=
+			    (rt->answer == ROUTE_ANSWER_JSON))
+				return check_fail(
+				    msg, msglen, r,
+				    "JSON renderer missing (or not JSON)");
+		}
+		size_t n = strlen(allow);
+		snprintf(allow + n, sizeof(allow) - n, "OPTIONS");
+		if (strcmp(allow, rt->allow))
+			return check_fail(msg, msglen, r,
+					  "Allow does not list its methods");
+	}
+	return 0;
 }

@@ -11,48 +11,6 @@
 /* Initial hash size; doubled when the load factor passes 1. */
 #define REGISTRY_BUCKETS_MIN 64
 
-static const char *const status_names[] = {
-	[PS__NODE_STATUS__NODE_ACTIVE] = "active",
-	[PS__NODE_STATUS__NODE_SUSPECT] = "suspect",
-	[PS__NODE_STATUS__NODE_INACTIVE] = "inactive",
-	[PS__NODE_STATUS__NODE_DISABLED] = "disabled",
-	[PS__NODE_STATUS__NODE_LEFT] = "left",
-};
-
-const char *registry_status_name(Ps__NodeStatus s)
-{
-	if ((unsigned)s < sizeof(status_names) / sizeof(status_names[0]))
-		return status_names[s];
-	return "unknown";
-}
-
-int registry_status_parse(const char *name, Ps__NodeStatus *out)
-{
-	for (size_t i = 0; i < sizeof(status_names) / sizeof(status_names[0]);
-	     i++) {
-		if (!strcmp(name, status_names[i])) {
-			*out = (Ps__NodeStatus)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-bool registry_id_valid(const char *id)
-{
-	size_t n = strlen(id);
-	if (n == 0 || n > NODE_ID_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = id[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-		      ch == ':' || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
 /* FNV-1a: short keys, good spread, no dependencies. */
 static size_t hash_id(const char *id)
 {
@@ -207,7 +165,7 @@ static int validate(const struct registry *r, const Ps__RegisterReq *req,
 			    "must be 'worker' or 'coordinator'");
 	if (req->cluster_id &&
 	    (!req->cluster_id[0] || strlen(req->cluster_id) > NODE_ID_MAX ||
-	     !registry_id_valid(req->cluster_id)))
+	     !node_id_valid(req->cluster_id)))
 		return fail(err, errlen, "clusterId",
 			    "must be 1-64 of [A-Za-z0-9._:-]");
 	if (req->n_tags > NODE_TAGS_MAX)
@@ -296,7 +254,7 @@ int registry_register(struct registry *r, const Ps__RegisterReq *req,
 		      int64_t now_ms, double now_mono, struct reg_node **out,
 		      bool *created, char *err, size_t errlen)
 {
-	if (!registry_id_valid(id))
+	if (!node_id_valid(id))
 		return fail(err, errlen, "id",
 			    "must be 1-64 of [A-Za-z0-9._:-]");
 	int rc = validate(r, req, err, errlen);
@@ -429,7 +387,7 @@ void registry_set_status(struct registry *r, struct reg_node *n,
 int registry_load_node(struct registry *r, const Ps__Node *pb,
 		       double now_mono)
 {
-	if (!pb->id || !registry_id_valid(pb->id) || registry_find(r, pb->id))
+	if (!pb->id || !node_id_valid(pb->id) || registry_find(r, pb->id))
 		return -EINVAL;
 	Ps__RegisterReq req = PS__REGISTER_REQ__INIT;
 	req.url = pb->url;

@@ -403,17 +403,17 @@ static void test_id_validation(void **state)
 	memcpy(id64, alphabet + 2, NODE_ID_MAX);
 	id64[NODE_ID_MAX] = '\0';
 
-	assert_true(registry_id_valid("a"));
-	assert_true(registry_id_valid(id64));
-	assert_true(registry_id_valid("550e8400-e29b-41d4-a716-446655440000"));
-	assert_true(registry_id_valid("host.example:4401_x-y"));
+	assert_true(node_id_valid("a"));
+	assert_true(node_id_valid(id64));
+	assert_true(node_id_valid("550e8400-e29b-41d4-a716-446655440000"));
+	assert_true(node_id_valid("host.example:4401_x-y"));
 	const char *bad[] = {
 	    "",	     id65,  "has space", " lead", "trail ", "a/b", "/",
 	    "a\"b",  "a'b", "a\\b",	 "a\tb",  "a\nb",   "a@b", "a#b",
 	    "a%20b", "é",   "a,b",	 "a;b",	  "a*b",    "a+b", "a\x7f",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (registry_id_valid(bad[i]))
+		if (node_id_valid(bad[i]))
 			fail_msg("id '%s' accepted", bad[i]);
 
 	/* register applies the same rule, naming the field. */
@@ -989,21 +989,19 @@ static void test_status_names(void **state)
 	};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		Ps__NodeStatus out = (Ps__NodeStatus)99;
-		assert_string_equal(registry_status_name(all[i].s),
-				    all[i].name);
-		assert_int_equal(registry_status_parse(all[i].name, &out), 0);
+		assert_string_equal(node_status_name(all[i].s), all[i].name);
+		assert_int_equal(node_status_parse(all[i].name, &out), 0);
 		assert_int_equal(out, all[i].s);
 	}
 	const char *bad[] = {"",	"unknown", "Active", "ACTIVE",
 			     "active ", "activ",   "lefts",  "dead"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		Ps__NodeStatus out = PS__NODE_STATUS__NODE_LEFT;
-		assert_int_equal(registry_status_parse(bad[i], &out), -EINVAL);
+		assert_int_equal(node_status_parse(bad[i], &out), -EINVAL);
 		assert_int_equal(out, PS__NODE_STATUS__NODE_LEFT);
 	}
-	assert_string_equal(registry_status_name((Ps__NodeStatus)5), "unknown");
-	assert_string_equal(registry_status_name((Ps__NodeStatus)-1),
-			    "unknown");
+	assert_string_equal(node_status_name((Ps__NodeStatus)5), "unknown");
+	assert_string_equal(node_status_name((Ps__NodeStatus)-1), "unknown");
 }
 
 /* ---- regressions: bugs found by these tests, since fixed ------------------ */
