@@ -36,6 +36,12 @@ struct registry {
 	size_t metadata_max;      /* bound on a node's metadata JSON text */
 };
 
+/* Refusals (-EINVAL) write "field: reason" into err, field being the
+ * request's JSON name (url, metadata, ...). registry_error_field() gives
+ * the field back: true and `field` set, or false for another message. */
+#define REGISTRY_FIELD_MAX 32
+bool registry_error_field(const char *err, char field[REGISTRY_FIELD_MAX]);
+
 void registry_init(struct registry *r, size_t metadata_max);
 /* Nodes holding more metadata than metadata_max. O(n): for start-up. */
 size_t registry_count_over_limit(const struct registry *r);
@@ -71,15 +77,5 @@ void registry_set_status(struct registry *r, struct reg_node *n,
 int registry_load_node(struct registry *r, const Ps__Node *pb,
 		       double now_mono);
 
-/* Former names of the node_schema.h functions, kept for membership.c until
- * its owner moves it over; new code calls node_*() directly. */
-static inline const char *registry_status_name(Ps__NodeStatus s)
-{
-	return node_status_name(s);
-}
-static inline bool registry_id_valid(const char *id)
-{
-	return node_id_valid(id);
-}
 
 #endif

@@ -114,6 +114,12 @@ void api_error_set(struct api_error *e, int status, const char *code,
 /* Renders e through http_error_render(): details is e->details when set,
  * else {"field":e->field} when set, else {}. 0 or a jw_finish() error. */
 int route_render_error(const struct api_error *e, struct buf *out);
+/*
+ * The HTTP status for an error code membership sends: membership says what
+ * failed, the api alone says how HTTP puts it (one table in routes.c). An
+ * unknown code is 500.
+ */
+int route_error_status(const char *code);
 
 /*
  * Builds the IPC request for a matched route from the query string and

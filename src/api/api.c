@@ -678,7 +678,7 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 		struct api_error e;
 		int status;
 		if (r->error) {
-			api_error_set(&e, (int)r->error->http_status,
+			api_error_set(&e, route_error_status(r->error->code),
 				      r->error->code, "%s", r->error->message);
 			/* A field name, when membership names one, is the
 			 * whole of details; else its details_json as is. */

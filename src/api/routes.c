@@ -66,6 +66,31 @@ void api_error_set(struct api_error *e, int status, const char *code,
 	va_end(ap);
 }
 
+static const struct {
+	const char *code;
+	int status;
+} error_statuses[] = {
+	{ "BAD_REQUEST", 400 },
+	{ "VALIDATION_ERROR", 400 },
+	{ "NODE_NOT_FOUND", 404 },
+	{ "CONFLICT", 409 },
+	{ "NOT_COORDINATOR", 409 },
+	{ "INTERNAL_ERROR", 500 },
+	{ "REPLY_TOO_LARGE", 500 },
+	{ "GOSSIP_OFF", 503 },
+	{ "OVERLOADED", 503 },
+	{ "REGISTRY_FULL", 503 },
+	{ "STORAGE_UNAVAILABLE", 503 },
+};
+
+int route_error_status(const char *code)
+{
+	for (size_t i = 0; i < sizeof(error_statuses) / sizeof(error_statuses[0]); i++)
+		if (!strcmp(error_statuses[i].code, code))
+			return error_statuses[i].status;
+	return 500;
+}
+
 int route_render_error(const struct api_error *e, struct buf *out)
 {
 	const char *details = NULL;

@@ -13,10 +13,9 @@ struct client *dispatch_client(struct membership *m, uint64_t serial)
 	return NULL;
 }
 
-void dispatch_error(Ps__Reply *r, Ps__Error *e, unsigned status,
-			const char *code, const char *msg)
+void dispatch_error(Ps__Reply *r, Ps__Error *e, const char *code,
+		    const char *msg)
 {
-	e->http_status = status;
 	e->code = (char *)code;
 	e->message = (char *)msg;
 	r->error = e;
@@ -36,10 +35,10 @@ void dispatch_send_reply(struct membership *m, struct client *c,
 		Ps__Error e = PS__ERROR__INIT;
 		r.id = reply->id;
 		if (rc == -EMSGSIZE)
-			dispatch_error(&r, &e, 500, "REPLY_TOO_LARGE",
+			dispatch_error(&r, &e, "REPLY_TOO_LARGE",
 				    "The answer exceeds the IPC frame limit; use filters");
 		else
-			dispatch_error(&r, &e, 503, "OVERLOADED",
+			dispatch_error(&r, &e, "OVERLOADED",
 				    "Too many large answers are queued; retry shortly");
 		m->n_overloaded += rc == -ENOBUFS;
 		rc = ipc_conn_send(c->conn, &r.base);
@@ -58,7 +57,7 @@ void dispatch_refused(struct membership *m, struct client *c, uint64_t id)
 	Ps__Reply r = PS__REPLY__INIT;
 	Ps__Error e = PS__ERROR__INIT;
 	r.id = id;
-	dispatch_error(&r, &e, 503, "STORAGE_UNAVAILABLE",
+	dispatch_error(&r, &e, "STORAGE_UNAVAILABLE",
 		       "The change could not be written to disk; retry later");
 	dispatch_send_reply(m, c, &r);
 }
@@ -93,24 +92,20 @@ void dispatch_make_uuid(char out[37])
 	uuid_unparse_lower(u, out);
 }
 
-/* Registry messages read "field: reason"; the field goes to details. */
+/* A registry refusal: the field at fault travels apart from the message. */
 static void validation_error(Ps__Reply *r, Ps__Error *e, const char *msg,
-			     char details[96])
+			     char field[REGISTRY_FIELD_MAX])
 {
-	dispatch_error(r, e, 400, "VALIDATION_ERROR", msg);
-	size_t n = strcspn(msg, ":");
-	if (msg[n] == ':' && n < 32 && strspn(msg, "abcdefghijklmnopqrstuvwxyz"
-						    "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == n) {
-		snprintf(details, 96, "{\"field\":\"%.*s\"}", (int)n, msg);
-		e->details_json = details;
-	}
+	dispatch_error(r, e, "VALIDATION_ERROR", msg);
+	if (registry_error_field(msg, field))
+		e->field = field;
 }
 
 static bool writes_refused(struct membership *m, Ps__Reply *r, Ps__Error *e)
 {
 	if (!m->store_failed)
 		return false;
-	dispatch_error(r, e, 503, "STORAGE_UNAVAILABLE",
+	dispatch_error(r, e, "STORAGE_UNAVAILABLE",
 		    "The data directory cannot be written; changes are refused until it recovers");
 	return true;
 }
@@ -123,7 +118,7 @@ static bool not_coordinator(struct membership *m, Ps__Reply *r, Ps__Error *e,
 	snprintf(msg, msglen,
 		 "Only the coordinator (%.200s) changes the registry; send this request there",
 		 m->cfg->coordinator_url);
-	dispatch_error(r, e, 409, "NOT_COORDINATOR", msg);
+	dispatch_error(r, e, "NOT_COORDINATOR", msg);
 	r->coordinator_url = (char *)m->cfg->coordinator_url;
 	static char details[CONFIG_STR_MAX + 64];
 	snprintf(details, sizeof(details), "{\"coordinatorUrl\":\"%.200s\"}",
@@ -137,7 +132,7 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 	Ps__Reply r = PS__REPLY__INIT;
 	Ps__Error e = PS__ERROR__INIT;
 	char msg[ERR_MSG_MAX];
-	char details[96];
+	char field[REGISTRY_FIELD_MAX];
 	char idbuf[37];
 	struct reg_node *n = NULL;
 	Ps__Node **list = NULL;
@@ -168,13 +163,13 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 			id = idbuf;
 		}
 		if (!strcmp(id, m->self_id)) {
-			dispatch_error(&r, &e, 409, "CONFLICT",
+			dispatch_error(&r, &e, "CONFLICT",
 				    "That id belongs to this coordinator");
 			break;
 		}
 		bool created;
 		if (!persist_stage_node(m, id, NULL)) {
-			dispatch_error(&r, &e, 503, "OVERLOADED",
+			dispatch_error(&r, &e, "OVERLOADED",
 				    "Too many changes wait for the disk; retry shortly");
 			break;
 		}
@@ -185,11 +180,11 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		if (rc)
 			persist_stage_drop(m);
 		if (rc == -EINVAL) {
-			validation_error(&r, &e, msg, details);
+			validation_error(&r, &e, msg, field);
 			break;
 		}
 		if (rc) {
-			dispatch_error(&r, &e, 503, "REGISTRY_FULL",
+			dispatch_error(&r, &e, "REGISTRY_FULL",
 				    rc == -ENOSPC ? msg : "Out of memory");
 			break;
 		}
@@ -230,11 +225,11 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 				snprintf(msg, sizeof(msg),
 					 "Node %.64s is not registered",
 					 hb->id);
-				dispatch_error(&r, &e, 404, "NODE_NOT_FOUND", msg);
+				dispatch_error(&r, &e, "NODE_NOT_FOUND", msg);
 				break;
 			}
 			if (rc) {
-				validation_error(&r, &e, msg, details);
+				validation_error(&r, &e, msg, field);
 				break;
 			}
 			m->dirty_lazy = true;
@@ -262,7 +257,7 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		membership_self_refresh(m);
 		list = malloc((m->reg.n ? m->reg.n : 1) * sizeof(*list));
 		if (!list) {
-			dispatch_error(&r, &e, 500, "INTERNAL_ERROR",
+			dispatch_error(&r, &e, "INTERNAL_ERROR",
 				    "Out of memory");
 			break;
 		}
@@ -291,7 +286,7 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		if (!n) {
 			snprintf(msg, sizeof(msg), "Node %.64s not found",
 				 req->get_node->id);
-			dispatch_error(&r, &e, 404, "NODE_NOT_FOUND", msg);
+			dispatch_error(&r, &e, "NODE_NOT_FOUND", msg);
 			break;
 		}
 		r.node = &n->pb;
@@ -301,12 +296,12 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		    writes_refused(m, &r, &e))
 			break;
 		if (!strcmp(req->delete_node->id, m->self_id)) {
-			dispatch_error(&r, &e, 409, "CONFLICT",
+			dispatch_error(&r, &e, "CONFLICT",
 				    "The coordinator cannot remove itself");
 			break;
 		}
 		if (!persist_stage_node(m, req->delete_node->id, "removed")) {
-			dispatch_error(&r, &e, 503, "OVERLOADED",
+			dispatch_error(&r, &e, "OVERLOADED",
 				    "Too many changes wait for the disk; retry shortly");
 			break;
 		}
@@ -314,7 +309,7 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 			persist_stage_drop(m);
 			snprintf(msg, sizeof(msg), "Node %.64s not found",
 				 req->delete_node->id);
-			dispatch_error(&r, &e, 404, "NODE_NOT_FOUND", msg);
+			dispatch_error(&r, &e, "NODE_NOT_FOUND", msg);
 			break;
 		}
 		log_info("removed %s", req->delete_node->id);
@@ -348,18 +343,18 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		break;
 	case PS__REQUEST__BODY_GET_STATS:
 		if (stats_fill(m, &r))
-			dispatch_error(&r, &e, 500, "INTERNAL_ERROR",
+			dispatch_error(&r, &e, "INTERNAL_ERROR",
 				       "Out of memory");
 		break;
 	case PS__REQUEST__BODY_GET_MEMBERS:
 		if (!m->gossip) {
-			dispatch_error(&r, &e, 503, "GOSSIP_OFF",
+			dispatch_error(&r, &e, "GOSSIP_OFF",
 				    "Gossip is off on this node (gossip_port = 0)");
 			break;
 		}
 		r.self_id = m->self_id;
 		if (inspect_members_fill(m, &r, &gossip_info, self_addr))
-			dispatch_error(&r, &e, 500, "INTERNAL_ERROR",
+			dispatch_error(&r, &e, "INTERNAL_ERROR",
 				    "Out of memory");
 		break;
 	case PS__REQUEST__BODY_SUBSCRIBE:
@@ -372,7 +367,7 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		break;
 	case PS__REQUEST__BODY_FOLLOW:
 		if (!m->gossip) {
-			dispatch_error(&r, &e, 503, "GOSSIP_OFF",
+			dispatch_error(&r, &e, "GOSSIP_OFF",
 				    "Gossip is off on this node (gossip_port = 0)");
 			break;
 		}
@@ -384,7 +379,7 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		r.self_id = m->self_id;
 		break;
 	default:
-		dispatch_error(&r, &e, 400, "BAD_REQUEST", "Unknown request");
+		dispatch_error(&r, &e, "BAD_REQUEST", "Unknown request");
 		break;
 	}
 	r.registry_version = membership_is_coordinator(m) ? m->reg.version

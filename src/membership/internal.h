@@ -235,8 +235,9 @@ bool persist_read_waits(struct membership *m, struct client *c,
 
 /* dispatch.c: requests */
 struct client *dispatch_client(struct membership *m, uint64_t serial);
-void dispatch_error(Ps__Reply *r, Ps__Error *e, unsigned status,
-			const char *code, const char *msg);
+/* Sets r's error: a code (the api maps it to HTTP) and a message. */
+void dispatch_error(Ps__Reply *r, Ps__Error *e, const char *code,
+		    const char *msg);
 void dispatch_send_reply(struct membership *m, struct client *c,
 		       const Ps__Reply *reply);
 void dispatch_make_uuid(char out[37]);

@@ -277,7 +277,7 @@ int persist_load(struct membership *m)
 		return rc == -ENOENT ? -EBADMSG : rc;
 	}
 	double now = time_mono();
-	if (registry_id_valid(snap->self_id))
+	if (node_id_valid(snap->self_id))
 		snprintf(m->self_id, sizeof(m->self_id), "%s", snap->self_id);
 	m->serving = snap->serving;
 	m->changed_ms = snap->changed_at_ms;

@@ -56,7 +56,7 @@ static void set_status(struct membership *m, struct reg_node *n,
 	if (n->pb.status == next)
 		return;
 	log_info("%s: %s -> %s (%s)", n->pb.id,
-		 registry_status_name(n->pb.status), registry_status_name(next),
+		 node_status_name(n->pb.status), node_status_name(next),
 		 why);
 	registry_set_status(&m->reg, n, next);
 	persist_log_node(m, n, false);

@@ -125,6 +125,17 @@ static int fail(char *err, size_t errlen, const char *field, const char *why)
 	return -EINVAL;
 }
 
+bool registry_error_field(const char *err, char field[REGISTRY_FIELD_MAX])
+{
+	size_t n = strcspn(err, ":");
+	if (err[n] != ':' || n == 0 || n >= REGISTRY_FIELD_MAX ||
+	    strspn(err, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
+		return false;
+	memcpy(field, err, n);
+	field[n] = '\0';
+	return true;
+}
+
 static bool url_valid(const char *url)
 {
 	size_t n = strlen(url);

@@ -688,7 +688,6 @@ static void ipc_replies(void)
 	write_reply(&frames, "reply-node", &one);
 
 	Ps__Error err = PS__ERROR__INIT;
-	err.http_status = 404;
 	err.code = "NODE_NOT_FOUND";
 	err.message = "Node x not found";
 	err.details_json = "{\"id\":\"x\"}";

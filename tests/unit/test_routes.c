@@ -226,6 +226,21 @@ static void test_error_envelope(void **state)
 	buf_fini(&b);
 }
 
+/* Membership sends codes; the api alone turns them into HTTP statuses. */
+static void test_error_statuses(void **state)
+{
+	(void)state;
+	assert_int_equal(route_error_status("VALIDATION_ERROR"), 400);
+	assert_int_equal(route_error_status("NODE_NOT_FOUND"), 404);
+	assert_int_equal(route_error_status("NOT_COORDINATOR"), 409);
+	assert_int_equal(route_error_status("CONFLICT"), 409);
+	assert_int_equal(route_error_status("STORAGE_UNAVAILABLE"), 503);
+	assert_int_equal(route_error_status("REGISTRY_FULL"), 503);
+	assert_int_equal(route_error_status("OVERLOADED"), 503);
+	assert_int_equal(route_error_status("REPLY_TOO_LARGE"), 500);
+	assert_int_equal(route_error_status("NO_SUCH_CODE"), 500);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -235,6 +250,7 @@ int main(void)
 	    cmocka_unit_test(test_match_unknown),
 	    cmocka_unit_test(test_build_every_route),
 	    cmocka_unit_test(test_error_envelope),
+	    cmocka_unit_test(test_error_statuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
