@@ -15,6 +15,8 @@ iproute2 nftables"
 PKGS="$PKGS chromium"
 # libFuzzer targets (make fuzz; a 10 s smoke run is part of make test).
 PKGS="$PKGS clang libclang-rt-14-dev"
+# make format-check (part of make test): the tree follows .clang-format.
+PKGS="$PKGS clang-format"
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 

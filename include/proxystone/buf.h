@@ -17,9 +17,9 @@
 #include <stddef.h>
 
 struct buf {
-	char *base;     /* NUL-terminated after every successful append */
-	size_t len;     /* bytes in use, not counting the NUL */
-	size_t cap;     /* bytes allocated */
+	char *base;	/* NUL-terminated after every successful append */
+	size_t len;	/* bytes in use, not counting the NUL */
+	size_t cap;	/* bytes allocated */
 	size_t cap_max; /* bound: len may never exceed cap_max */
 };
 
@@ -38,7 +38,7 @@ int buf_append(struct buf *b, const void *data, size_t len);
 int buf_puts(struct buf *b, const char *s);
 int buf_putc(struct buf *b, char c);
 int buf_printf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 /* Appends n uninitialized bytes and points *at to them, for callers that
  * fill a region in place. 0, -ENOSPC or -ENOMEM (then nothing changes). */
@@ -48,7 +48,7 @@ void buf_consume(struct buf *b, size_t n);
 
 static inline struct strview strview_make(const char *base, size_t len)
 {
-	struct strview v = { base, len };
+	struct strview v = {base, len};
 	return v;
 }
 

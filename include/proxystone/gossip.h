@@ -27,11 +27,11 @@ struct gossip;
 typedef void (*gossip_event_fn)(void *ud, const struct swim_event *ev);
 
 struct gossip_params {
-	const char *bind_host;      /* numeric IPv4 */
+	const char *bind_host; /* numeric IPv4 */
 	int port;
 	const char *advertise_host; /* numeric IPv4 peers reach us at */
-	const char *self_id;        /* UUID text */
-	uint64_t seed;              /* PRNG seed */
+	const char *self_id;	    /* UUID text */
+	uint64_t seed;		    /* PRNG seed */
 	const struct gossip_keyring *keyring; /* NULL or empty: plaintext */
 };
 

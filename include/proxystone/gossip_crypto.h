@@ -74,7 +74,7 @@ struct gossip_seal_hdr {
 
 struct gossip_keyring {
 	uint8_t keys[GOSSIP_KEYS_MAX][GOSSIP_KEY_LEN]; /* keys[0] is primary */
-	size_t n;                                        /* 0: no encryption */
+	size_t n;				       /* 0: no encryption */
 };
 
 /*

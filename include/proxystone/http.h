@@ -224,21 +224,21 @@ int http_stream_write(struct http_conn *c, const char *data, size_t len);
 void http_stream_end(struct http_conn *c);
 
 struct http_counters {
-	uint64_t accepted;	      /* every accept(), rejected ones too */
-	uint64_t active;	      /* open connections now */
-	uint64_t rejected_conn_limit; /* 503 at accept: conn_max, none idle */
+	uint64_t accepted;		/* every accept(), rejected ones too */
+	uint64_t active;		/* open connections now */
+	uint64_t rejected_conn_limit;	/* 503 at accept: conn_max, none idle */
 	uint64_t rejected_client_limit; /* 503 at accept: client_conn_max */
-	uint64_t evicted_idle;	      /* idle connections closed at conn_max
-					 to admit a new one */
-	uint64_t parse_errors;	      /* 400 */
-	uint64_t too_large;	      /* 413 */
-	uint64_t header_too_large;    /* 431 */
-	uint64_t uri_too_long;	      /* 414 */
-	uint64_t timeouts;	      /* closed by the idle timer */
-	uint64_t requests;	      /* complete requests parsed */
-	uint64_t responses;	      /* responses and streams begun */
-	uint64_t write_overflows;     /* responses over HTTP_WBUF_MAX, and
-					 stream writes refused with -ENOBUFS */
+	uint64_t evicted_idle;		/* idle connections closed at conn_max
+					   to admit a new one */
+	uint64_t parse_errors;		/* 400 */
+	uint64_t too_large;		/* 413 */
+	uint64_t header_too_large;	/* 431 */
+	uint64_t uri_too_long;		/* 414 */
+	uint64_t timeouts;		/* closed by the idle timer */
+	uint64_t requests;		/* complete requests parsed */
+	uint64_t responses;		/* responses and streams begun */
+	uint64_t write_overflows;	/* responses over HTTP_WBUF_MAX, and
+					   stream writes refused with -ENOBUFS */
 };
 const struct http_counters *http_server_counters(const struct http_server *s);
 

@@ -41,8 +41,9 @@ int ipc_frame_peek(const uint8_t *data, size_t avail, size_t max,
 int ipc_frame_append(struct buf *out, const ProtobufCMessage *msg);
 
 /* Socket set-up. Both return a non-blocking, close-on-exec fd or -errno. */
-int ipc_listen(const char *path);  /* unlinks a stale socket, mode 0600 */
-int ipc_connect(const char *path); /* connection completes synchronously for AF_UNIX */
+int ipc_listen(const char *path); /* unlinks a stale socket, mode 0600 */
+int ipc_connect(
+    const char *path); /* connection completes synchronously for AF_UNIX */
 
 struct ipc_conn;
 /* Called for each complete frame; data is valid only during the call. */

@@ -43,8 +43,10 @@ struct liveness_view {
 	bool in_gossip;	       /* rule G if true, rule H if false */
 	enum swim_status swim; /* G: its status in our gossip table */
 	bool serving;	       /* G: its record's serving flag */
-	double heard_ago;      /* G: seconds since its own last datagram, < 0: never */
-	double beat_ago;       /* H: seconds since its last heartbeat or registration */
+	double
+	    heard_ago; /* G: seconds since its own last datagram, < 0: never */
+	double
+	    beat_ago; /* H: seconds since its last heartbeat or registration */
 	Ps__NodeStatus current; /* its registry status now */
 };
 

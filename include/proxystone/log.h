@@ -1,5 +1,6 @@
 /*
- * log — one line per event on stderr: "2024-01-15T10:30:00.000Z api[1234] info: text".
+ * log — one line per event on stderr: "2024-01-15T10:30:00.000Z api[1234] info:
+ * text".
  *
  * Each process sets its role name once after fork (log_set_role). Only the
  * layer that decides what to do about an error logs it (STYLE.md habit 5).
@@ -17,7 +18,7 @@ void log_set_level(enum log_level min);
 /* Parses "debug", "info", "warn", "error"; -1 if unknown. */
 int log_level_parse(const char *s);
 void log_msg(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /*
  * Rate limit for a line that input from the network can trigger: at most

@@ -23,17 +23,17 @@
 #define REGISTRY_NODES_MAX 100000
 struct reg_node {
 	Ps__Node pb;
-	double last_heard;        /* monotonic seconds of the last sign of life */
-	struct reg_node *hnext;   /* hash chain */
+	double last_heard;	/* monotonic seconds of the last sign of life */
+	struct reg_node *hnext; /* hash chain */
 };
 
 struct registry {
-	struct reg_node **nodes;  /* insertion order */
+	struct reg_node **nodes; /* insertion order */
 	size_t n, cap;
 	struct reg_node **buckets;
 	size_t nbuckets;
 	uint64_t version;
-	size_t metadata_max;      /* bound on a node's metadata JSON text */
+	size_t metadata_max; /* bound on a node's metadata JSON text */
 };
 
 /* Refusals (-EINVAL) write "field: reason" into err, field being the
@@ -74,8 +74,6 @@ void registry_set_status(struct registry *r, struct reg_node *n,
  * registration, except that metadata over today's metadata_max (stored
  * when the bound was larger) is kept, never dropped (see
  * registry_count_over_limit()). -EINVAL duplicate or bad entry. */
-int registry_load_node(struct registry *r, const Ps__Node *pb,
-		       double now_mono);
-
+int registry_load_node(struct registry *r, const Ps__Node *pb, double now_mono);
 
 #endif

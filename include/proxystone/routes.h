@@ -39,7 +39,7 @@ enum route_id {
 	ROUTE_SERVICE_STATUS,
 	ROUTE_METRICS,
 	ROUTE_EVENTS,
-	ROUTE_REPLICA,   /* workers pull the registry here (protobuf) */
+	ROUTE_REPLICA, /* workers pull the registry here (protobuf) */
 	ROUTE_UNKNOWN,
 	ROUTE_MAX
 };
@@ -77,13 +77,13 @@ enum route_answer {
 
 struct route_match {
 	enum route_id route;
-	int method;              /* enum http_method of the request */
-	bool method_ok;          /* false: answer 405 with `allow` */
-	const char *allow;       /* methods the path accepts */
-	unsigned flags;		 /* enum route_flag of route + method */
+	int method;	   /* enum http_method of the request */
+	bool method_ok;	   /* false: answer 405 with `allow` */
+	const char *allow; /* methods the path accepts */
+	unsigned flags;	   /* enum route_flag of route + method */
 	enum route_answer answer;
-	char id[NODE_ID_MAX + 1];/* {id} / {nodeId}, percent-decoded */
-	bool id_ok;              /* false: the path's id is malformed */
+	char id[NODE_ID_MAX + 1]; /* {id} / {nodeId}, percent-decoded */
+	bool id_ok;		  /* false: the path's id is malformed */
 };
 
 /* A failure, in the spec's error format. */
@@ -91,8 +91,8 @@ struct api_error {
 	int status;
 	const char *code;
 	char message[API_ERROR_MSG_MAX];
-	char field[64];          /* details.field when set */
-	char details[256];       /* or a whole details object (JSON), when set */
+	char field[64];	   /* details.field when set */
+	char details[256]; /* or a whole details object (JSON), when set */
 };
 
 /* Metric label of a route, e.g. "/api/cluster/nodes/{id}". */

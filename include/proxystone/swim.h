@@ -169,12 +169,12 @@ typedef void (*swim_trace_fn)(void *ctx, const struct swim_trace *t);
  * impossible incarnation, when set in the config: the driver logs it
  * (rate-limited) with the sender's address. Same rules as swim_trace_fn. */
 struct swim_reject {
-	struct swim_addr from;	/* datagram source */
-	struct swim_id sender;	/* the header's sender id */
-	struct swim_id member;	/* whom the claim is about */
-	uint64_t claimed;	/* incarnation claimed */
-	uint64_t known;		/* what we hold for it (0: a stranger) */
-	bool self;		/* the claim is about us */
+	struct swim_addr from; /* datagram source */
+	struct swim_id sender; /* the header's sender id */
+	struct swim_id member; /* whom the claim is about */
+	uint64_t claimed;      /* incarnation claimed */
+	uint64_t known;	       /* what we hold for it (0: a stranger) */
+	bool self;	       /* the claim is about us */
 };
 typedef void (*swim_reject_fn)(void *ctx, const struct swim_reject *r);
 
@@ -346,15 +346,17 @@ struct swim_stats {
 	uint64_t dropped_malformed;   /* did not decode or failed a bound */
 	uint64_t dropped_misdirected; /* ping for another id, or from our id */
 	uint64_t dropped_outq;	      /* output queue full (SWIM_OUTQ_MAX) */
-	uint64_t dropped_events;      /* events lost: 0, the queue merges per member */
-	uint64_t dropped_relays;      /* ping-req while SWIM_RELAYS_MAX busy */
-	uint64_t dropped_members;     /* table full (SWIM_MEMBERS_MAX) */
-	uint64_t dropped_inc_jump;    /* impossible incarnation (SWIM_INC_JUMP_MAX) */
-	uint64_t probes;	      /* direct probes started */
-	uint64_t probe_failures;      /* probes that ended without an ack */
-	uint64_t indirect_probes;     /* ping-reqs sent */
-	uint64_t direct_retries;      /* second pings sent with them */
-	uint64_t relays;	      /* ping-reqs served for others */
+	uint64_t
+	    dropped_events; /* events lost: 0, the queue merges per member */
+	uint64_t dropped_relays;  /* ping-req while SWIM_RELAYS_MAX busy */
+	uint64_t dropped_members; /* table full (SWIM_MEMBERS_MAX) */
+	uint64_t
+	    dropped_inc_jump; /* impossible incarnation (SWIM_INC_JUMP_MAX) */
+	uint64_t probes;      /* direct probes started */
+	uint64_t probe_failures;  /* probes that ended without an ack */
+	uint64_t indirect_probes; /* ping-reqs sent */
+	uint64_t direct_retries;  /* second pings sent with them */
+	uint64_t relays;	  /* ping-reqs served for others */
 	uint64_t nacks_sent, nacks_received;
 	uint64_t suspects;     /* members we suspected ourselves */
 	uint64_t deaths;       /* suspicions that expired here */

@@ -79,24 +79,24 @@
 #define API_STATUS_SLOTS 24
 
 struct pending {
-	uint64_t req_id;  /* 0: slot free */
+	uint64_t req_id; /* 0: slot free */
 	uint64_t conn_id;
 	struct route_match match;
-	double sent_at;   /* monotonic */
+	double sent_at;			   /* monotonic */
 	char cache_key[API_CACHE_KEY_MAX]; /* "" = not cacheable */
-	uint64_t cache_gen;               /* cache generation when sent */
+	uint64_t cache_gen;		   /* cache generation when sent */
 	/* Identical reads in flight share one IPC request: a follower sends
 	 * nothing and is answered with its leader's response. */
-	uint64_t leader;                  /* leader's req_id; 0 = leads */
+	uint64_t leader; /* leader's req_id; 0 = leads */
 };
 
 struct cache_entry {
 	char key[API_CACHE_KEY_MAX]; /* "" = empty slot */
 	enum route_id route;
 	struct buf body;
-	double at;                   /* monotonic, its request was sent */
-	double refresh_sent;         /* monotonic, last background refresh */
-	uint64_t gen;                /* cache generation it belongs to */
+	double at;	     /* monotonic, its request was sent */
+	double refresh_sent; /* monotonic, last background refresh */
+	uint64_t gen;	     /* cache generation it belongs to */
 };
 
 struct api {
@@ -117,8 +117,8 @@ struct api {
 	size_t nfree;
 	uint64_t generation;
 	bool logged_down;
-	int sup_fd;         /* supervision pipe, -1 standalone */
-	bool told_ready;    /* readiness is sent once, on the first connect */
+	int sup_fd;	 /* supervision pipe, -1 standalone */
+	bool told_ready; /* readiness is sent once, on the first connect */
 	/* Counters for /metrics. */
 	struct {
 		int status;
@@ -127,8 +127,8 @@ struct api {
 	uint64_t ipc_unavailable, ipc_timeouts, ipc_bad_replies, ipc_reconnects;
 	uint64_t unauthorized;
 	struct cache_entry cache[API_CACHE_SLOTS];
-	uint64_t cache_gen;          /* bumped by every event: all entries stale */
-	size_t cache_next;           /* round-robin replacement */
+	uint64_t cache_gen; /* bumped by every event: all entries stale */
+	size_t cache_next;  /* round-robin replacement */
 	uint64_t cache_hits, cache_misses, cache_refreshes, collapsed;
 };
 
@@ -152,9 +152,8 @@ static void respond_json(struct api *a, struct http_conn *c, enum route_id r,
 		     body->len);
 }
 
-static void respond_error(struct api *a, struct http_conn *c,
-			  enum route_id r, const struct api_error *e,
-			  const char *extra)
+static void respond_error(struct api *a, struct http_conn *c, enum route_id r,
+			  const struct api_error *e, const char *extra)
 {
 	struct buf body;
 	buf_init(&body, API_RESPONSE_MAX);
@@ -168,12 +167,14 @@ static void respond_unavailable(struct api *a, struct http_conn *c,
 {
 	struct api_error e;
 	if (timeout)
-		api_error_set(&e, 503, "MEMBERSHIP_UNAVAILABLE",
-			      "The membership process did not answer within %.1f s",
-			      a->cfg->ipc_timeout);
+		api_error_set(
+		    &e, 503, "MEMBERSHIP_UNAVAILABLE",
+		    "The membership process did not answer within %.1f s",
+		    a->cfg->ipc_timeout);
 	else
-		api_error_set(&e, 503, "MEMBERSHIP_UNAVAILABLE",
-			      "The membership process is not running; retry shortly");
+		api_error_set(
+		    &e, 503, "MEMBERSHIP_UNAVAILABLE",
+		    "The membership process is not running; retry shortly");
 	respond_error(a, c, r, &e, "Retry-After: 1\r\n");
 }
 
@@ -216,10 +217,11 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 	for (int rt = 0; rt < ROUTE_MAX; rt++)
 		for (int i = 0; i < API_STATUS_SLOTS && a->counts[rt][i].status;
 		     i++)
-			buf_printf(b,
-				   "proxystone_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-				   route_name(rt), a->counts[rt][i].status,
-				   (unsigned long long)a->counts[rt][i].count);
+			buf_printf(
+			    b,
+			    "proxystone_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+			    route_name(rt), a->counts[rt][i].status,
+			    (unsigned long long)a->counts[rt][i].count);
 	const struct http_counters *hc = http_server_counters(a->http);
 	metric_head(b, "proxystone_http_connections", "gauge",
 		    "Open HTTP connections");
@@ -227,21 +229,22 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 		   (unsigned long long)hc->active);
 	metric_head(b, "proxystone_http_rejected_total", "counter",
 		    "HTTP requests or connections refused by a bound");
-	buf_printf(b,
-		   "proxystone_http_rejected_total{reason=\"connection_limit\"} %llu\n"
-		   "proxystone_http_rejected_total{reason=\"client_limit\"} %llu\n"
-		   "proxystone_http_rejected_total{reason=\"evicted_idle\"} %llu\n"
-		   "proxystone_http_rejected_total{reason=\"parse_error\"} %llu\n"
-		   "proxystone_http_rejected_total{reason=\"body_too_large\"} %llu\n"
-		   "proxystone_http_rejected_total{reason=\"header_too_large\"} %llu\n"
-		   "proxystone_http_rejected_total{reason=\"idle_timeout\"} %llu\n",
-		   (unsigned long long)hc->rejected_conn_limit,
-		   (unsigned long long)hc->rejected_client_limit,
-		   (unsigned long long)hc->evicted_idle,
-		   (unsigned long long)hc->parse_errors,
-		   (unsigned long long)hc->too_large,
-		   (unsigned long long)hc->header_too_large,
-		   (unsigned long long)hc->timeouts);
+	buf_printf(
+	    b,
+	    "proxystone_http_rejected_total{reason=\"connection_limit\"} %llu\n"
+	    "proxystone_http_rejected_total{reason=\"client_limit\"} %llu\n"
+	    "proxystone_http_rejected_total{reason=\"evicted_idle\"} %llu\n"
+	    "proxystone_http_rejected_total{reason=\"parse_error\"} %llu\n"
+	    "proxystone_http_rejected_total{reason=\"body_too_large\"} %llu\n"
+	    "proxystone_http_rejected_total{reason=\"header_too_large\"} %llu\n"
+	    "proxystone_http_rejected_total{reason=\"idle_timeout\"} %llu\n",
+	    (unsigned long long)hc->rejected_conn_limit,
+	    (unsigned long long)hc->rejected_client_limit,
+	    (unsigned long long)hc->evicted_idle,
+	    (unsigned long long)hc->parse_errors,
+	    (unsigned long long)hc->too_large,
+	    (unsigned long long)hc->header_too_large,
+	    (unsigned long long)hc->timeouts);
 	metric_head(b, "proxystone_ipc_errors_total", "counter",
 		    "api-side IPC failures talking to membership");
 	buf_printf(b,
@@ -283,18 +286,19 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 		    "Child processes restarted by the supervisor");
 	for (int i = 0; i < SUP_ROLE_MAX; i++)
 		if (ss->enabled[i] || ss->restarts[i])
-			buf_printf(b,
-				   "proxystone_child_restarts_total{role=\"%s\"} %llu\n",
-				   sup_role_name(i),
-				   (unsigned long long)ss->restarts[i]);
+			buf_printf(
+			    b,
+			    "proxystone_child_restarts_total{role=\"%s\"} %llu\n",
+			    sup_role_name(i),
+			    (unsigned long long)ss->restarts[i]);
 	metric_head(b, "proxystone_child_hangs_total", "counter",
 		    "Child processes killed for missing keepalives");
 	for (int i = 0; i < SUP_ROLE_MAX; i++)
 		if (ss->enabled[i] || ss->hangs[i])
-			buf_printf(b,
-				   "proxystone_child_hangs_total{role=\"%s\"} %llu\n",
-				   sup_role_name(i),
-				   (unsigned long long)ss->hangs[i]);
+			buf_printf(
+			    b,
+			    "proxystone_child_hangs_total{role=\"%s\"} %llu\n",
+			    sup_role_name(i), (unsigned long long)ss->hangs[i]);
 	metric_head(b, "proxystone_membership_up", "gauge",
 		    "1 if the membership process answered this scrape");
 	buf_printf(b, "proxystone_membership_up %d\n", r ? 1 : 0);
@@ -304,9 +308,9 @@ static void render_metrics(struct api *a, const Ps__Reply *r, struct buf *b)
 	for (size_t i = 0; i < r->n_counters; i++) {
 		const Ps__Counter *c = r->counters[i];
 		if (strcmp(c->name, last)) {
-			bool total = strlen(c->name) > 6 &&
-				     !strcmp(c->name + strlen(c->name) - 6,
-					     "_total");
+			bool total =
+			    strlen(c->name) > 6 &&
+			    !strcmp(c->name + strlen(c->name) - 6, "_total");
 			metric_head(b, c->name, total ? "counter" : "gauge",
 				    c->help ? c->help : c->name);
 			last = c->name;
@@ -330,8 +334,6 @@ static void respond_metrics(struct api *a, struct http_conn *c,
 		     b.base, b.len);
 	buf_fini(&b);
 }
-
-
 
 /* ---- read cache --------------------------------------------------------- */
 
@@ -671,7 +673,8 @@ static void on_reply(struct ipc_conn *conn, const uint8_t *data, size_t len,
 			http_respond(c, 200, "application/x-protobuf", NULL,
 				     (const char *)data, len);
 	} else {
-		/* Rendered even if the client left: followers may wait on it. */
+		/* Rendered even if the client left: followers may wait on it.
+		 */
 		struct buf body;
 		buf_init(&body, API_RESPONSE_MAX);
 		char extra[CONFIG_STR_MAX + 64] = "";
@@ -770,8 +773,8 @@ static void on_reconnect(struct ev_loop *loop, ev_timer *w, int rev)
 		return;
 	}
 	w->repeat = w->repeat * 2 < API_RECONNECT_INTERVAL
-			    ? w->repeat * 2
-			    : API_RECONNECT_INTERVAL;
+			? w->repeat * 2
+			: API_RECONNECT_INTERVAL;
 	ev_timer_again(a->loop, w);
 }
 
@@ -784,8 +787,7 @@ static void on_report(struct ev_loop *loop, ev_timer *w, int rev)
 		return;
 	Ps__Request req = PS__REQUEST__INIT;
 	Ps__ReportReq rep = PS__REPORT_REQ__INIT;
-	rep.http_connections =
-		(uint32_t)http_server_counters(a->http)->active;
+	rep.http_connections = (uint32_t)http_server_counters(a->http)->active;
 	req.id = 0; /* one-way: membership sends no reply */
 	req.body_case = PS__REQUEST__BODY_REPORT;
 	req.report = &rep;
@@ -840,9 +842,10 @@ static bool authorized(struct api *a, struct http_conn *c,
 		return true;
 	a->unauthorized++;
 	struct api_error e;
-	api_error_set(&e, 401, "UNAUTHORIZED",
-		      h.len ? "The bearer token is not valid"
-			    : "This endpoint needs Authorization: Bearer <api_token>");
+	api_error_set(
+	    &e, 401, "UNAUTHORIZED",
+	    h.len ? "The bearer token is not valid"
+		  : "This endpoint needs Authorization: Bearer <api_token>");
 	respond_error(a, c, r, &e,
 		      "WWW-Authenticate: Bearer realm=\"proxystone\"\r\n");
 	return false;
@@ -928,7 +931,8 @@ static void on_request(struct http_server *s, struct http_conn *c,
 	if (!p) {
 		route_request_fini(&ipc_req);
 		api_error_set(&e, 503, "OVERLOADED",
-			      "More than %u requests in flight", API_PENDING_MAX);
+			      "More than %u requests in flight",
+			      API_PENDING_MAX);
 		if (c)
 			respond_error(a, c, m.route, &e, "Retry-After: 1\r\n");
 		return;
@@ -991,16 +995,16 @@ int api_main(const struct config *cfg, int sup_fd)
 
 	api_raise_fd_limit(cfg->conn_max);
 	struct http_server_config hc = {
-		.host = cfg->api_host,
-		.port = cfg->api_port,
-		.body_max = cfg->body_max,
-		.conn_max = cfg->conn_max,
-		.client_conn_max = cfg->client_conn_max,
-		.idle_timeout = cfg->idle_timeout,
+	    .host = cfg->api_host,
+	    .port = cfg->api_port,
+	    .body_max = cfg->body_max,
+	    .conn_max = cfg->conn_max,
+	    .client_conn_max = cfg->client_conn_max,
+	    .idle_timeout = cfg->idle_timeout,
 	};
 	char err[256];
-	a->http = http_server_new(a->loop, &hc, on_request, a, err,
-				  sizeof(err));
+	a->http =
+	    http_server_new(a->loop, &hc, on_request, a, err, sizeof(err));
 	if (!a->http) {
 		log_error("cannot serve HTTP on %s:%d: %s", cfg->api_host,
 			  cfg->api_port, err);

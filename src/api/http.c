@@ -221,7 +221,8 @@ struct http_server {
 	 * not once per response, so both sides batch (nginx gets the same
 	 * from serving a whole batch of ready events before writing). */
 	ev_prepare flusher;
-	struct http_conn *flushq; /* bounded: a connection is in it at most once */
+	struct http_conn
+	    *flushq; /* bounded: a connection is in it at most once */
 	http_handler_fn on_request;
 	http_close_fn on_close;
 	void *ud;
@@ -889,7 +890,8 @@ static int build_error_body(char *out, size_t outlen, int status,
 		if (mlen == 0)
 			return -ENOSPC;
 		mlen /= 2;
-		while (mlen > 0 && ((unsigned char)message[mlen] & 0xC0) == 0x80)
+		while (mlen > 0 &&
+		       ((unsigned char)message[mlen] & 0xC0) == 0x80)
 			mlen--;
 	}
 }

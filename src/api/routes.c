@@ -70,22 +70,18 @@ static const struct {
 	const char *code;
 	int status;
 } error_statuses[] = {
-	{ "BAD_REQUEST", 400 },
-	{ "VALIDATION_ERROR", 400 },
-	{ "NODE_NOT_FOUND", 404 },
-	{ "CONFLICT", 409 },
-	{ "NOT_COORDINATOR", 409 },
-	{ "INTERNAL_ERROR", 500 },
-	{ "REPLY_TOO_LARGE", 500 },
-	{ "GOSSIP_OFF", 503 },
-	{ "OVERLOADED", 503 },
-	{ "REGISTRY_FULL", 503 },
-	{ "STORAGE_UNAVAILABLE", 503 },
+    {"BAD_REQUEST", 400},	  {"VALIDATION_ERROR", 400},
+    {"NODE_NOT_FOUND", 404},	  {"CONFLICT", 409},
+    {"NOT_COORDINATOR", 409},	  {"INTERNAL_ERROR", 500},
+    {"REPLY_TOO_LARGE", 500},	  {"GOSSIP_OFF", 503},
+    {"OVERLOADED", 503},	  {"REGISTRY_FULL", 503},
+    {"STORAGE_UNAVAILABLE", 503},
 };
 
 int route_error_status(const char *code)
 {
-	for (size_t i = 0; i < sizeof(error_statuses) / sizeof(error_statuses[0]); i++)
+	for (size_t i = 0;
+	     i < sizeof(error_statuses) / sizeof(error_statuses[0]); i++)
 		if (!strcmp(error_statuses[i].code, code))
 			return error_statuses[i].status;
 	return 500;
@@ -239,8 +235,7 @@ static char *dup_string(const struct json_doc *d, int i, size_t max,
 	return b.base;
 }
 
-static int bad_field(struct api_error *err, const char *field,
-		     const char *fmt)
+static int bad_field(struct api_error *err, const char *field, const char *fmt)
 {
 	api_error_set(err, 400, "VALIDATION_ERROR", fmt, field);
 	snprintf(err->field, sizeof(err->field), "%s", field);
@@ -327,8 +322,8 @@ static int build_register(const struct json_doc *d, size_t metadata_max,
 	    (rc = opt_string(d, 0, "clusterId", NODE_ID_MAX, &r->cluster_id,
 			     err)) ||
 	    (rc = opt_string(d, 0, "role", NODE_ROLE_MAX, &r->role, err)) ||
-	    (rc = opt_object(d, 0, "metadata", metadata_max,
-			     &r->metadata_json, err)))
+	    (rc = opt_object(d, 0, "metadata", metadata_max, &r->metadata_json,
+			     err)))
 		return rc;
 	if (r->id && !node_id_valid(r->id))
 		return bad_field(err, "id",
@@ -349,8 +344,8 @@ static int build_register(const struct json_doc *d, size_t metadata_max,
 		     i = json_next_sibling(d, i)) {
 			if (json_type(d, i) != JSON_STRING)
 				return bad_field(
-					err, "tags",
-					"%s must be an array of strings");
+				    err, "tags",
+				    "%s must be an array of strings");
 			const char *why;
 			char *s = dup_string(d, i, NODE_TAG_LEN_MAX, &why);
 			if (!s)
@@ -375,8 +370,8 @@ static int build_register(const struct json_doc *d, size_t metadata_max,
 			bool v;
 			if (json_get_bool(d, k + 1, &v))
 				return bad_field(
-					err, "capabilities",
-					"%s must be an object of booleans");
+				    err, "capabilities",
+				    "%s must be an object of booleans");
 			Ps__Capability *cap = malloc(sizeof(*cap));
 			if (!cap)
 				return -ENOMEM;
@@ -406,8 +401,9 @@ static int build_heartbeat(const struct json_doc *d, bool have_body,
 		rc = node_status_parse(status, &h->status);
 		free(status);
 		if (rc)
-			return bad_field(err, "status",
-					 "%s must be one of active, suspect, inactive, disabled, left");
+			return bad_field(
+			    err, "status",
+			    "%s must be one of active, suspect, inactive, disabled, left");
 		h->has_status = true;
 	}
 	return opt_object(d, 0, "metadata", metadata_max, &h->metadata_json,
@@ -420,15 +416,16 @@ static int build_filters(const char *q, size_t qlen, Ps__ListNodesReq *f,
 	char v[QUERY_VALUE_MAX];
 	int rc = query_get(q, qlen, "status", v, sizeof(v));
 	if (rc < 0 || (rc == 1 && node_status_parse(v, &f->status)))
-		return bad_field(err, "status",
-				 "%s must be one of active, suspect, inactive, disabled, left");
+		return bad_field(
+		    err, "status",
+		    "%s must be one of active, suspect, inactive, disabled, left");
 	f->has_status = rc == 1;
 	static const struct {
 		const char *key;
 		size_t off;
 	} strs[] = {
-		{ "role", offsetof(Ps__ListNodesReq, role) },
-		{ "clusterId", offsetof(Ps__ListNodesReq, cluster_id) },
+	    {"role", offsetof(Ps__ListNodesReq, role)},
+	    {"clusterId", offsetof(Ps__ListNodesReq, cluster_id)},
 	};
 	for (size_t i = 0; i < 2; i++) {
 		rc = query_get(q, qlen, strs[i].key, v, sizeof(v));
@@ -668,7 +665,7 @@ static void write_service(struct json_writer *w, const Ps__ServiceStatus *s,
 	jw_bool(w, s->serving);
 	write_time(w, time_key,
 		   strcmp(time_key, "changedAt") ? s->start_time_ms
-						  : s->changed_at_ms);
+						 : s->changed_at_ms);
 	jw_object_end(w);
 }
 
@@ -682,8 +679,8 @@ static void write_gossip_security(struct json_writer *w,
 	size_t keys = gossip_keyring_count(cfg->gossip_keys);
 	jw_key(w, "gossipSecurity");
 	jw_string(w, cfg->gossip_port == 0 ? "off"
-		     : keys		    ? "keyring"
-					    : "unauthenticated");
+		     : keys		   ? "keyring"
+					   : "unauthenticated");
 	jw_key(w, "gossipKeys");
 	jw_int(w, (long long)keys);
 }
@@ -691,7 +688,7 @@ static void write_gossip_security(struct json_writer *w,
 static void write_health(struct json_writer *w, const Ps__Reply *r,
 			 double rtt_ms, int64_t now_ms)
 {
-	size_t counts[5] = { 0 };
+	size_t counts[5] = {0};
 	for (size_t i = 0; i < r->n_nodes; i++)
 		if ((unsigned)r->nodes[i]->status < 5)
 			counts[r->nodes[i]->status]++;

@@ -1,4 +1,5 @@
-/* config — `key = value` files plus flag overrides; see include/proxystone/config.h. */
+/* config — `key = value` files plus flag overrides; see
+ * include/proxystone/config.h. */
 #include "proxystone/config.h"
 #include "proxystone/http.h"
 #include "proxystone/log.h"
@@ -14,7 +15,8 @@
 
 /* Ports start at 1; 0 would mean "any port", which we accept only for tests. */
 #define PORT_MAX 65535
-/* Bounds on request sizes an operator may configure: generous, never unbounded. */
+/* Bounds on request sizes an operator may configure: generous, never unbounded.
+ */
 #define BODY_MAX_LIMIT (16 * 1024 * 1024)
 #define CONN_MAX_LIMIT 65536
 
@@ -72,7 +74,7 @@ void config_defaults(struct config *c)
 	strcpy(c->api_host, "127.0.0.1");
 	c->api_port = 4401;
 	c->gossip_host[0] = '\0'; /* derived: api_host */
-	c->gossip_port = -1;      /* derived: api_port + 1000; 0 = off */
+	c->gossip_port = -1;	  /* derived: api_port + 1000; 0 = off */
 	config_gossip_apply(c);
 	c->gossip_register_after = CONFIG_GOSSIP_REGISTER_AFTER_DEFAULT;
 	c->gossip_register_rate = CONFIG_GOSSIP_REGISTER_RATE_DEFAULT;
@@ -89,7 +91,8 @@ void config_defaults(struct config *c)
 	c->conn_max = HTTP_CONN_MAX_DEFAULT;
 	c->client_conn_max = HTTP_CLIENT_CONN_MAX_DEFAULT;
 	c->idle_timeout = 30;
-	/* Membership answers in microseconds; 2 s means it is stuck, not slow. */
+	/* Membership answers in microseconds; 2 s means it is stuck, not slow.
+	 */
 	c->ipc_timeout = 2;
 	c->log_level = LOG_INFO;
 }
@@ -230,7 +233,8 @@ int config_set(struct config *c, const char *key, const char *v,
 		strcpy(c->cluster_id, v);
 	} else if (!strcmp(key, "api_host")) {
 		if (copy_str(c->api_host, sizeof(c->api_host), v))
-			return fail(err, errlen, where, key, "bad host '%s'", v);
+			return fail(err, errlen, where, key, "bad host '%s'",
+				    v);
 	} else if (!strcmp(key, "api_port") || !strcmp(key, "port")) {
 		if (parse_long(v, 0, PORT_MAX, &n))
 			return fail(err, errlen, where, key,
@@ -238,7 +242,8 @@ int config_set(struct config *c, const char *key, const char *v,
 		c->api_port = (int)n;
 	} else if (!strcmp(key, "advertise_host")) {
 		if (copy_str(c->advertise_host, sizeof(c->advertise_host), v))
-			return fail(err, errlen, where, key, "bad host '%s'", v);
+			return fail(err, errlen, where, key, "bad host '%s'",
+				    v);
 	} else if (!strcmp(key, "cluster_ip")) {
 		if (!strcmp(v, "none") || !strcmp(v, "")) {
 			c->cluster_ip[0] = '\0';
@@ -251,7 +256,8 @@ int config_set(struct config *c, const char *key, const char *v,
 		}
 	} else if (!strcmp(key, "gossip_host")) {
 		if (copy_str(c->gossip_host, sizeof(c->gossip_host), v))
-			return fail(err, errlen, where, key, "bad host '%s'", v);
+			return fail(err, errlen, where, key, "bad host '%s'",
+				    v);
 	} else if (!strcmp(key, "gossip_port")) {
 		if (parse_long(v, 0, PORT_MAX, &n))
 			return fail(err, errlen, where, key,
@@ -295,9 +301,9 @@ int config_set(struct config *c, const char *key, const char *v,
 		c->gossip_register_after = d;
 	} else if (!strcmp(key, "gossip_register_rate")) {
 		if (parse_seconds(v, 0.01, 100000, &d))
-			return fail(err, errlen, where, key,
-				    "'%s' is not a rate in 0.01-100000 per second",
-				    v);
+			return fail(
+			    err, errlen, where, key,
+			    "'%s' is not a rate in 0.01-100000 per second", v);
 		c->gossip_register_rate = d;
 	} else if (!strcmp(key, "ui_port")) {
 		if (parse_long(v, 0, PORT_MAX, &n))
@@ -306,9 +312,10 @@ int config_set(struct config *c, const char *key, const char *v,
 		c->ui_port = (int)n;
 	} else if (!strcmp(key, "ui_backends")) {
 		if (strlen(v) >= sizeof(c->ui_backends) || !ui_backends_ok(v))
-			return fail(err, errlen, where, key,
-				    "'%s' is not a list of host:port or host:port-port",
-				    v);
+			return fail(
+			    err, errlen, where, key,
+			    "'%s' is not a list of host:port or host:port-port",
+			    v);
 		strcpy(c->ui_backends, v);
 	} else if (!strcmp(key, "data_dir")) {
 		if (copy_str(c->data_dir, sizeof(c->data_dir), v))
@@ -318,7 +325,8 @@ int config_set(struct config *c, const char *key, const char *v,
 		if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
 		    copy_str(c->socket_path, sizeof(c->socket_path), v))
 			return fail(err, errlen, where, key,
-				    "'%s' is empty or longer than 107 bytes", v);
+				    "'%s' is empty or longer than 107 bytes",
+				    v);
 	} else if (!strcmp(key, "heartbeat_interval")) {
 		if (parse_seconds(v, 0.1, 86400, &d))
 			return fail(err, errlen, where, key,
@@ -371,9 +379,10 @@ int config_set(struct config *c, const char *key, const char *v,
 			ok = v[i] > 0x20 && v[i] < 0x7f;
 		if (!ok)
 			/* The value is a secret: never echo it. */
-			return fail(err, errlen, where, key,
-				    "must be 16-255 printable characters without spaces%s",
-				    "");
+			return fail(
+			    err, errlen, where, key,
+			    "must be 16-255 printable characters without spaces%s",
+			    "");
 		strcpy(c->api_token, v);
 	} else if (!strcmp(key, "gossip_key")) {
 		/* Up to 8 keys of 64 hex digits, comma-separated; checked
@@ -383,9 +392,10 @@ int config_set(struct config *c, const char *key, const char *v,
 		for (size_t i = 0; ok && i < klen; i++)
 			ok = isxdigit((unsigned char)v[i]) || v[i] == ',';
 		if (!ok)
-			return fail(err, errlen, where, key,
-				    "must be 64 hex digits, or several comma-separated%s",
-				    "");
+			return fail(
+			    err, errlen, where, key,
+			    "must be 64 hex digits, or several comma-separated%s",
+			    "");
 		strcpy(c->gossip_keys, v);
 	} else if (!strcmp(key, "gossip_keyring_file")) {
 		if (!*v || strlen(v) >= sizeof(c->gossip_keyring_file))
@@ -456,7 +466,8 @@ int config_load_file(struct config *c, const char *path, char *err,
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			snprintf(err, errlen, "%s: expected 'key = value', got '%.60s'",
+			snprintf(err, errlen,
+				 "%s: expected 'key = value', got '%.60s'",
 				 where, s);
 			rc = -EINVAL;
 			break;
@@ -465,7 +476,8 @@ int config_load_file(struct config *c, const char *path, char *err,
 		char *key = trim(s);
 		char *value = trim(eq + 1);
 		if (!*key) {
-			snprintf(err, errlen, "%s: missing key before '='", where);
+			snprintf(err, errlen, "%s: missing key before '='",
+				 where);
 			rc = -EINVAL;
 			break;
 		}
@@ -479,21 +491,26 @@ int config_load_file(struct config *c, const char *path, char *err,
 
 int config_finish(struct config *c, char *err, size_t errlen)
 {
-	const char *adv = c->advertise_host[0] ? c->advertise_host : c->api_host;
+	const char *adv =
+	    c->advertise_host[0] ? c->advertise_host : c->api_host;
 	if (!strcmp(adv, "0.0.0.0") || !strcmp(adv, "::"))
 		adv = "127.0.0.1";
 	snprintf(c->node_url, sizeof(c->node_url), "http://%s:%d", adv,
 		 c->api_port);
 	if (c->gossip_port < 0)
-		/* Derived so the seed's three nodes never collide: 5401-5403. */
-		c->gossip_port = c->api_port != 0 && c->api_port + 1000 <= PORT_MAX
-					 ? c->api_port + 1000
-					 : 0;
+		/* Derived so the seed's three nodes never collide: 5401-5403.
+		 */
+		c->gossip_port =
+		    c->api_port != 0 && c->api_port + 1000 <= PORT_MAX
+			? c->api_port + 1000
+			: 0;
 	if (!c->gossip_host[0])
 		strcpy(c->gossip_host, c->api_host);
 	if (c->probe_timeout >= c->probe_interval) {
-		snprintf(err, errlen, "%s: probe_timeout: must be shorter than probe_interval",
-			 c->path[0] ? c->path : "config");
+		snprintf(
+		    err, errlen,
+		    "%s: probe_timeout: must be shorter than probe_interval",
+		    c->path[0] ? c->path : "config");
 		return -EINVAL;
 	}
 	if (c->cluster_ip[0] && !c->coordinator_gossip[0]) {
@@ -501,8 +518,10 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		const char *colon = strrchr(c->cluster_ip, ':');
 		int port = atoi(colon + 1) + 1000;
 		if (port > PORT_MAX) {
-			snprintf(err, errlen, "%s: coordinator_gossip: cannot derive it from cluster_ip; set it",
-				 c->path[0] ? c->path : "config");
+			snprintf(
+			    err, errlen,
+			    "%s: coordinator_gossip: cannot derive it from cluster_ip; set it",
+			    c->path[0] ? c->path : "config");
 			return -EINVAL;
 		}
 		snprintf(c->coordinator_gossip, sizeof(c->coordinator_gossip),
@@ -510,13 +529,17 @@ int config_finish(struct config *c, char *err, size_t errlen)
 			 port);
 	}
 	if (c->gossip_keys[0] && c->gossip_keyring_file[0]) {
-		snprintf(err, errlen, "%s: gossip_key and gossip_keyring_file are both set; keep one",
-			 c->path[0] ? c->path : "config");
+		snprintf(
+		    err, errlen,
+		    "%s: gossip_key and gossip_keyring_file are both set; keep one",
+		    c->path[0] ? c->path : "config");
 		return -EINVAL;
 	}
 	if (c->role == ROLE_WORKER && !c->cluster_ip[0]) {
-		snprintf(err, errlen, "%s: cluster_ip: a worker needs the coordinator's host:port",
-			 c->path[0] ? c->path : "config");
+		snprintf(
+		    err, errlen,
+		    "%s: cluster_ip: a worker needs the coordinator's host:port",
+		    c->path[0] ? c->path : "config");
 		return -EINVAL;
 	}
 	if (c->cluster_ip[0])
@@ -527,9 +550,12 @@ int config_finish(struct config *c, char *err, size_t errlen)
 	if (!c->socket_path[0]) {
 		int n = snprintf(c->socket_path, sizeof(c->socket_path),
 				 "%s/membership.sock", c->data_dir);
-		if (n < 0 || (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-			snprintf(err, errlen, "%s: data_dir: the socket path under it exceeds 107 bytes; set socket_path ('%s')",
-				 c->path[0] ? c->path : "config", c->data_dir);
+		if (n < 0 ||
+		    (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			snprintf(
+			    err, errlen,
+			    "%s: data_dir: the socket path under it exceeds 107 bytes; set socket_path ('%s')",
+			    c->path[0] ? c->path : "config", c->data_dir);
 			return -EINVAL;
 		}
 	}

@@ -1,4 +1,5 @@
-/* ipc — framed protobuf over Unix stream sockets; see include/proxystone/ipc.h. */
+/* ipc — framed protobuf over Unix stream sockets; see include/proxystone/ipc.h.
+ */
 #include "proxystone/ipc.h"
 #include "proxystone/bytes.h"
 

@@ -12,7 +12,7 @@
 
 static const char *log_role = "proxystone";
 static enum log_level log_min = LOG_INFO;
-static const char *const level_names[] = { "debug", "info", "warn", "error" };
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_role(const char *role)
 {
@@ -52,7 +52,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		memcpy(line + len - 3, "...", 3);
 	}
 	line[len++] = '\n';
-	/* One write() per line so lines from the three processes never interleave. */
+	/* One write() per line so lines from the three processes never
+	 * interleave. */
 	ssize_t w = write(STDERR_FILENO, line, len);
 	(void)w;
 }

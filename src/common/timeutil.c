@@ -29,7 +29,8 @@ void time_iso8601(int64_t ms, char out[ISO8601_LEN])
 	}
 	struct tm tm;
 	gmtime_r(&secs, &tm);
-	/* Sized for any int the compiler can imagine; real dates use 24 bytes. */
+	/* Sized for any int the compiler can imagine; real dates use 24 bytes.
+	 */
 	char tmp[96];
 	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 		 (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,

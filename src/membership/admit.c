@@ -1,4 +1,5 @@
-/* admit — gossip members' way into the registry; see include/proxystone/admit.h. */
+/* admit — gossip members' way into the registry; see
+ * include/proxystone/admit.h. */
 #include "proxystone/admit.h"
 
 #include <assert.h>
@@ -51,9 +52,9 @@ void admit_offer(struct admit *a, const struct swim_id *id, double now)
 		return;
 	}
 	a->e[a->n++] = (struct admit_entry){
-		.id = *id,
-		.alive_since = now,
-		.pinged_at = -1,
+	    .id = *id,
+	    .alive_since = now,
+	    .pinged_at = -1,
 	};
 }
 
@@ -101,7 +102,7 @@ void admit_pass(struct admit *a, double now, admit_look_fn look, void *ctx,
 	for (size_t k = 0; k < n; k++) {
 		size_t i = (start + k) % n;
 		struct admit_entry *e = &a->e[i];
-		struct admit_look lk = { false, false, -1 };
+		struct admit_look lk = {false, false, -1};
 
 		look(ctx, &e->id, &lk);
 		if (lk.registered || !lk.alive) {
@@ -110,7 +111,8 @@ void admit_pass(struct admit *a, double now, admit_look_fn look, void *ctx,
 			gone[i] = true;
 			continue;
 		}
-		bool answered = e->pinged_at >= 0 && lk.last_heard > e->pinged_at;
+		bool answered =
+		    e->pinged_at >= 0 && lk.last_heard > e->pinged_at;
 		if (!answered) {
 			if (e->pinged_at >= 0 &&
 			    now - e->pinged_at < ADMIT_PING_INTERVAL)

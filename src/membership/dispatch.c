@@ -24,7 +24,7 @@ void dispatch_error(Ps__Reply *r, Ps__Error *e, const char *code,
 /* ---- requests ----------------------------------------------------------- */
 
 void dispatch_send_reply(struct membership *m, struct client *c,
-		       const Ps__Reply *reply)
+			 const Ps__Reply *reply)
 {
 	int rc = ipc_conn_send(c->conn, &reply->base);
 	if (rc == -EMSGSIZE || rc == -ENOBUFS) {
@@ -35,11 +35,13 @@ void dispatch_send_reply(struct membership *m, struct client *c,
 		Ps__Error e = PS__ERROR__INIT;
 		r.id = reply->id;
 		if (rc == -EMSGSIZE)
-			dispatch_error(&r, &e, "REPLY_TOO_LARGE",
-				    "The answer exceeds the IPC frame limit; use filters");
+			dispatch_error(
+			    &r, &e, "REPLY_TOO_LARGE",
+			    "The answer exceeds the IPC frame limit; use filters");
 		else
-			dispatch_error(&r, &e, "OVERLOADED",
-				    "Too many large answers are queued; retry shortly");
+			dispatch_error(
+			    &r, &e, "OVERLOADED",
+			    "Too many large answers are queued; retry shortly");
 		m->n_overloaded += rc == -ENOBUFS;
 		rc = ipc_conn_send(c->conn, &r.base);
 	}
@@ -72,10 +74,10 @@ static void hold_reply(struct membership *m, struct client *c,
 	if (m->nheld < COMMIT_PENDING_MAX &&
 	    ipc_frame_append(&m->held_frames, &reply->base) == 0) {
 		m->held[m->nheld++] = (struct held_reply){
-			.client = c->serial,
-			.request = reply->id,
-			.off = off,
-			.len = m->held_frames.len - off,
+		    .client = c->serial,
+		    .request = reply->id,
+		    .off = off,
+		    .len = m->held_frames.len - off,
 		};
 		return;
 	}
@@ -105,8 +107,9 @@ static bool writes_refused(struct membership *m, Ps__Reply *r, Ps__Error *e)
 {
 	if (!m->store_failed)
 		return false;
-	dispatch_error(r, e, "STORAGE_UNAVAILABLE",
-		    "The data directory cannot be written; changes are refused until it recovers");
+	dispatch_error(
+	    r, e, "STORAGE_UNAVAILABLE",
+	    "The data directory cannot be written; changes are refused until it recovers");
 	return true;
 }
 
@@ -115,9 +118,10 @@ static bool not_coordinator(struct membership *m, Ps__Reply *r, Ps__Error *e,
 {
 	if (membership_is_coordinator(m))
 		return false;
-	snprintf(msg, msglen,
-		 "Only the coordinator (%.200s) changes the registry; send this request there",
-		 m->cfg->coordinator_url);
+	snprintf(
+	    msg, msglen,
+	    "Only the coordinator (%.200s) changes the registry; send this request there",
+	    m->cfg->coordinator_url);
 	dispatch_error(r, e, "NOT_COORDINATOR", msg);
 	r->coordinator_url = (char *)m->cfg->coordinator_url;
 	static char details[CONFIG_STR_MAX + 64];
@@ -164,13 +168,14 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		}
 		if (!strcmp(id, m->self_id)) {
 			dispatch_error(&r, &e, "CONFLICT",
-				    "That id belongs to this coordinator");
+				       "That id belongs to this coordinator");
 			break;
 		}
 		bool created;
 		if (!persist_stage_node(m, id, NULL)) {
-			dispatch_error(&r, &e, "OVERLOADED",
-				    "Too many changes wait for the disk; retry shortly");
+			dispatch_error(
+			    &r, &e, "OVERLOADED",
+			    "Too many changes wait for the disk; retry shortly");
 			break;
 		}
 		rc = registry_register(&m->reg, req->register_, id,
@@ -185,11 +190,11 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		}
 		if (rc) {
 			dispatch_error(&r, &e, "REGISTRY_FULL",
-				    rc == -ENOSPC ? msg : "Out of memory");
+				       rc == -ENOSPC ? msg : "Out of memory");
 			break;
 		}
 		m->staged[m->nstaged - 1].event =
-			created ? "registered" : "updated";
+		    created ? "registered" : "updated";
 		r.node = &n->pb;
 		r.has_created = true;
 		r.created = created;
@@ -207,9 +212,11 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 			membership_self_refresh(m);
 			n = registry_find(&m->reg, m->self_id);
 		} else {
-			struct reg_node *before = registry_find(&m->reg, hb->id);
-			Ps__NodeStatus was = before ? before->pb.status
-						    : PS__NODE_STATUS__NODE_ACTIVE;
+			struct reg_node *before =
+			    registry_find(&m->reg, hb->id);
+			Ps__NodeStatus was = before
+						 ? before->pb.status
+						 : PS__NODE_STATUS__NODE_ACTIVE;
 			/* A status the client sets is acknowledged only once
 			 * durable; load and metadata are refreshed lazily. */
 			bool staged = before && hb->has_status &&
@@ -238,7 +245,8 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 				durable = true;
 			} else if (n->pb.status != was) {
 				/* Status moved without a staged before-image
-				 * (staging full): logged, announced as before. */
+				 * (staging full): logged, announced as before.
+				 */
 				persist_log_node(m, n, false);
 				events_node(m, "status", n->pb.id, n);
 			}
@@ -250,15 +258,15 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 	}
 	case PS__REQUEST__BODY_LIST_NODES:
 	case PS__REQUEST__BODY_GET_HEALTH: {
-		const Ps__ListNodesReq *f = req->body_case ==
-						    PS__REQUEST__BODY_LIST_NODES
-					    ? req->list_nodes
-					    : NULL;
+		const Ps__ListNodesReq *f =
+		    req->body_case == PS__REQUEST__BODY_LIST_NODES
+			? req->list_nodes
+			: NULL;
 		membership_self_refresh(m);
 		list = malloc((m->reg.n ? m->reg.n : 1) * sizeof(*list));
 		if (!list) {
 			dispatch_error(&r, &e, "INTERNAL_ERROR",
-				    "Out of memory");
+				       "Out of memory");
 			break;
 		}
 		size_t k = 0;
@@ -297,12 +305,13 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 			break;
 		if (!strcmp(req->delete_node->id, m->self_id)) {
 			dispatch_error(&r, &e, "CONFLICT",
-				    "The coordinator cannot remove itself");
+				       "The coordinator cannot remove itself");
 			break;
 		}
 		if (!persist_stage_node(m, req->delete_node->id, "removed")) {
-			dispatch_error(&r, &e, "OVERLOADED",
-				    "Too many changes wait for the disk; retry shortly");
+			dispatch_error(
+			    &r, &e, "OVERLOADED",
+			    "Too many changes wait for the disk; retry shortly");
 			break;
 		}
 		if (registry_remove(&m->reg, req->delete_node->id)) {
@@ -324,8 +333,9 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 			persist_stage_serving(m);
 			m->serving = req->set_serving->serving;
 			m->changed_ms = time_wall_ms();
-			log_info("serving %s", m->serving ? "enabled"
-							  : "disabled (maintenance)");
+			log_info("serving %s", m->serving
+						   ? "enabled"
+						   : "disabled (maintenance)");
 			membership_self_refresh(m);
 			persist_log_serving(m);
 		}
@@ -348,14 +358,15 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		break;
 	case PS__REQUEST__BODY_GET_MEMBERS:
 		if (!m->gossip) {
-			dispatch_error(&r, &e, "GOSSIP_OFF",
-				    "Gossip is off on this node (gossip_port = 0)");
+			dispatch_error(
+			    &r, &e, "GOSSIP_OFF",
+			    "Gossip is off on this node (gossip_port = 0)");
 			break;
 		}
 		r.self_id = m->self_id;
 		if (inspect_members_fill(m, &r, &gossip_info, self_addr))
 			dispatch_error(&r, &e, "INTERNAL_ERROR",
-				    "Out of memory");
+				       "Out of memory");
 		break;
 	case PS__REQUEST__BODY_SUBSCRIBE:
 		if (!c->subscriber) {
@@ -367,8 +378,9 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		break;
 	case PS__REQUEST__BODY_FOLLOW:
 		if (!m->gossip) {
-			dispatch_error(&r, &e, "GOSSIP_OFF",
-				    "Gossip is off on this node (gossip_port = 0)");
+			dispatch_error(
+			    &r, &e, "GOSSIP_OFF",
+			    "Gossip is off on this node (gossip_port = 0)");
 			break;
 		}
 		if (!c->follower) {
@@ -382,8 +394,8 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req)
 		dispatch_error(&r, &e, "BAD_REQUEST", "Unknown request");
 		break;
 	}
-	r.registry_version = membership_is_coordinator(m) ? m->reg.version
-					       : m->replica_version;
+	r.registry_version =
+	    membership_is_coordinator(m) ? m->reg.version : m->replica_version;
 	if (durable && !r.error)
 		hold_reply(m, c, &r);
 	else

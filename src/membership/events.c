@@ -9,7 +9,8 @@
 
 static uint64_t visible_version(const struct membership *m)
 {
-	return membership_is_coordinator(m) ? m->reg.version : m->replica_version;
+	return membership_is_coordinator(m) ? m->reg.version
+					    : m->replica_version;
 }
 
 static void emit(struct membership *m, Ps__Event *ev)
@@ -32,7 +33,7 @@ static void emit(struct membership *m, Ps__Event *ev)
 }
 
 void events_node(struct membership *m, const char *type, const char *id,
-		      struct reg_node *n)
+		 struct reg_node *n)
 {
 	Ps__Event ev = PS__EVENT__INIT;
 	ev.kind = "node";

@@ -42,11 +42,11 @@
 
 /* Kinds of rate-limited notes, one timestamp per peer each. */
 enum note_kind {
-	NOTE_AUTH_FAILED,   /* log: a sealed datagram no key of ours opens */
-	NOTE_PLAIN_IN,      /* log: plaintext while we hold a ring */
-	NOTE_SEALED_IN,     /* log: sealed while we hold no ring */
-	NOTE_PEER_REFUSES,  /* log: the peer sent us the notice */
-	NOTE_SEND,          /* send: the notice */
+	NOTE_AUTH_FAILED,  /* log: a sealed datagram no key of ours opens */
+	NOTE_PLAIN_IN,	   /* log: plaintext while we hold a ring */
+	NOTE_SEALED_IN,	   /* log: sealed while we hold no ring */
+	NOTE_PEER_REFUSES, /* log: the peer sent us the notice */
+	NOTE_SEND,	   /* send: the notice */
 	NOTE_KINDS
 };
 
@@ -71,7 +71,7 @@ struct gossip {
 	double boot_at;	       /* time_mono() when self.boot was drawn */
 	struct replay *replay; /* freshness of what we open; NULL: plaintext */
 	struct note_slot notes[GOSSIP_NOTE_SLOTS];
-	ev_timer warn_timer;   /* plaintext gossip: the hourly warning */
+	ev_timer warn_timer; /* plaintext gossip: the hourly warning */
 	uint8_t rbuf[GOSSIP_RECV_MAX];
 	uint8_t pbuf[GOSSIP_RECV_MAX]; /* opened (decrypted) datagram */
 };
@@ -223,18 +223,19 @@ static void addr_text(const struct swim_addr *a, char *out, size_t cap)
  * it, answer with the notice.
  */
 static void refuse(struct gossip *g, const struct sockaddr_in *sa,
-		   const struct swim_addr *from, const uint8_t *buf,
-		   size_t len, double now)
+		   const struct swim_addr *from, const uint8_t *buf, size_t len,
+		   double now)
 {
 	char who[32];
 	addr_text(from, who, sizeof(who));
 	if (is_notice(buf, len)) {
 		if (note_due(g, from, NOTE_PEER_REFUSES,
 			     GOSSIP_NOTE_LOG_INTERVAL, now))
-			log_warn(g->ring.n
-					 ? "gossip peer %s cannot authenticate our datagrams: keyrings differ (or it has none); check gossip_key / gossip_keyring_file on both (unauthenticated notice)"
-					 : "gossip peer %s cannot authenticate our datagrams: it requires a gossip keyring and we have none; set gossip_keyring_file (unauthenticated notice)",
-				 who);
+			log_warn(
+			    g->ring.n
+				? "gossip peer %s cannot authenticate our datagrams: keyrings differ (or it has none); check gossip_key / gossip_keyring_file on both (unauthenticated notice)"
+				: "gossip peer %s cannot authenticate our datagrams: it requires a gossip keyring and we have none; set gossip_keyring_file (unauthenticated notice)",
+			    who);
 		return;
 	}
 	g->auth_failures++;
@@ -242,21 +243,25 @@ static void refuse(struct gossip *g, const struct sockaddr_in *sa,
 		bool due = note_due(g, from, NOTE_AUTH_FAILED,
 				    GOSSIP_NOTE_LOG_INTERVAL, now);
 		if (due && buf[0] == GOSSIP_SEAL_VERSION)
-			log_warn("gossip from %s failed authentication: no key in our ring opens it (different gossip key?)",
-				 who);
+			log_warn(
+			    "gossip from %s failed authentication: no key in our ring opens it (different gossip key?)",
+			    who);
 		else if (due)
-			log_warn("gossip from %s failed authentication: sealed in an older format (version %u, no complete replay protection); upgrade that node",
-				 who, buf[0]);
+			log_warn(
+			    "gossip from %s failed authentication: sealed in an older format (version %u, no complete replay protection); upgrade that node",
+			    who, buf[0]);
 	} else if (g->ring.n) {
 		if (note_due(g, from, NOTE_PLAIN_IN, GOSSIP_NOTE_LOG_INTERVAL,
 			     now))
-			log_warn("gossip from %s is plaintext but this node requires authenticated gossip: dropped (give that node our keyring)",
-				 who);
+			log_warn(
+			    "gossip from %s is plaintext but this node requires authenticated gossip: dropped (give that node our keyring)",
+			    who);
 	} else {
 		if (note_due(g, from, NOTE_SEALED_IN, GOSSIP_NOTE_LOG_INTERVAL,
 			     now))
-			log_warn("gossip from %s is sealed with a gossip key but this node has no keyring: dropped (set gossip_keyring_file)",
-				 who);
+			log_warn(
+			    "gossip from %s is sealed with a gossip key but this node has no keyring: dropped (set gossip_keyring_file)",
+			    who);
 	}
 	send_notice(g, sa, from, len, now);
 }
@@ -275,8 +280,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int rev)
 			break;
 		if (sa.sin_family != AF_INET)
 			continue;
-		struct swim_addr from = { ntohl(sa.sin_addr.s_addr),
-					  ntohs(sa.sin_port) };
+		struct swim_addr from = {ntohl(sa.sin_addr.s_addr),
+					 ntohs(sa.sin_port)};
 		const uint8_t *pkt = g->rbuf;
 		size_t plen = (size_t)n;
 		double now = time_mono();
@@ -325,10 +330,11 @@ static void on_warn_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof(sa);
 	int port = getsockname(g->fd, (struct sockaddr *)&sa, &sl) == 0
-			   ? ntohs(sa.sin_port)
-			   : 0;
-	log_warn("gossip is UNAUTHENTICATED: anyone who can reach udp/%d can forge membership; set gossip_keyring_file",
-		 port);
+		       ? ntohs(sa.sin_port)
+		       : 0;
+	log_warn(
+	    "gossip is UNAUTHENTICATED: anyone who can reach udp/%d can forge membership; set gossip_keyring_file",
+	    port);
 }
 
 int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
@@ -338,9 +344,10 @@ int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
 	uint32_t bind_ip, adv_ip;
 	if (gossip_parse_ipv4(p->bind_host, &bind_ip) ||
 	    gossip_parse_ipv4(p->advertise_host, &adv_ip)) {
-		snprintf(err, errlen,
-			 "gossip needs numeric IPv4 addresses (bind %s, advertise %s)",
-			 p->bind_host, p->advertise_host);
+		snprintf(
+		    err, errlen,
+		    "gossip needs numeric IPv4 addresses (bind %s, advertise %s)",
+		    p->bind_host, p->advertise_host);
 		return -EINVAL;
 	}
 	struct gossip *g = calloc(1, sizeof(*g));
@@ -356,9 +363,10 @@ int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
 		g->ring = *p->keyring;
 		/* Sealing adds bytes: SWIM fills what is left of the MTU. */
 		if (sc.mtu < SWIM_MTU_MIN + GOSSIP_SEAL_OVERHEAD) {
-			snprintf(err, errlen,
-				 "gossip_mtu %zu is too small with a gossip_key (needs %d)",
-				 sc.mtu, SWIM_MTU_MIN + GOSSIP_SEAL_OVERHEAD);
+			snprintf(
+			    err, errlen,
+			    "gossip_mtu %zu is too small with a gossip_key (needs %d)",
+			    sc.mtu, SWIM_MTU_MIN + GOSSIP_SEAL_OVERHEAD);
 			free(g);
 			return -EINVAL;
 		}
@@ -398,7 +406,7 @@ int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
 	int sz = GOSSIP_SOCKBUF;
 	setsockopt(g->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	setsockopt(g->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	struct swim_addr bind_addr = { bind_ip, (uint16_t)p->port };
+	struct swim_addr bind_addr = {bind_ip, (uint16_t)p->port};
 	struct sockaddr_in sa;
 	to_sockaddr(&bind_addr, &sa);
 	if (bind(g->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -410,9 +418,9 @@ int gossip_new(struct ev_loop *loop, const struct swim_config *cfg,
 		free(g);
 		return -e;
 	}
-	struct swim_addr self = { adv_ip, (uint16_t)p->port };
-	int rc = swim_new(&sc, p->self_id, &self, p->seed, time_mono(),
-			  &g->swim);
+	struct swim_addr self = {adv_ip, (uint16_t)p->port};
+	int rc =
+	    swim_new(&sc, p->self_id, &self, p->seed, time_mono(), &g->swim);
 	if (rc) {
 		snprintf(err, errlen, "swim: %s", strerror(-rc));
 		close(g->fd);

@@ -1,4 +1,5 @@
-/* gossip_crypto — sealed gossip datagrams; see include/proxystone/gossip_crypto.h. */
+/* gossip_crypto — sealed gossip datagrams; see
+ * include/proxystone/gossip_crypto.h. */
 #include "proxystone/gossip_crypto.h"
 #include "proxystone/bytes.h"
 
@@ -16,7 +17,8 @@
 
 _Static_assert(GOSSIP_KEY_LEN == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
 	       "key length");
-_Static_assert(GOSSIP_SEAL_OVERHEAD == 1 + NONCE_LEN + GOSSIP_SEAL_HDR_LEN + TAG_LEN,
+_Static_assert(GOSSIP_SEAL_OVERHEAD ==
+		   1 + NONCE_LEN + GOSSIP_SEAL_HDR_LEN + TAG_LEN,
 	       "overhead");
 /* A sealed datagram is always longer than the notice answering it. */
 _Static_assert(GOSSIP_AUTH_NOTICE_LEN < GOSSIP_SEAL_OVERHEAD, "notice size");
@@ -50,9 +52,10 @@ int gossip_keyring_parse(struct gossip_keyring *ring, const char *text,
 		    sodium_hex2bin(ring->keys[ring->n], GOSSIP_KEY_LEN, p, n,
 				   NULL, &got, NULL) != 0 ||
 		    got != GOSSIP_KEY_LEN) {
-			snprintf(err, errlen,
-				 "key %zu is not %d hex digits (32 bytes; make one with: head -c32 /dev/urandom | xxd -p -c64)",
-				 ring->n + 1, 2 * GOSSIP_KEY_LEN);
+			snprintf(
+			    err, errlen,
+			    "key %zu is not %d hex digits (32 bytes; make one with: head -c32 /dev/urandom | xxd -p -c64)",
+			    ring->n + 1, 2 * GOSSIP_KEY_LEN);
 			sodium_memzero(ring, sizeof(*ring));
 			return -EINVAL;
 		}
@@ -71,8 +74,8 @@ size_t gossip_keyring_count(const char *text)
 {
 	size_t n = 0;
 	for (const char *p = text; *p; p++)
-		n += *p != ',' && *p != ' ' && (p == text || p[-1] == ',' ||
-						 p[-1] == ' ');
+		n += *p != ',' && *p != ' ' &&
+		     (p == text || p[-1] == ',' || p[-1] == ' ');
 	return n;
 }
 
@@ -96,10 +99,9 @@ int gossip_seal(const struct gossip_keyring *ring,
 	put_be64(m + GOSSIP_SENDER_LEN + 16, hdr->sent_ms);
 	memcpy(m + GOSSIP_SEAL_HDR_LEN, pt, len);
 	unsigned long long clen;
-	crypto_aead_xchacha20poly1305_ietf_encrypt(m, &clen, m,
-						   GOSSIP_SEAL_HDR_LEN + len,
-						   out, 1, NULL, out + 1,
-						   ring->keys[0]);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(
+	    m, &clen, m, GOSSIP_SEAL_HDR_LEN + len, out, 1, NULL, out + 1,
+	    ring->keys[0]);
 	*out_len = 1 + NONCE_LEN + (size_t)clen;
 	return 0;
 }
@@ -117,9 +119,9 @@ int gossip_open(const struct gossip_keyring *ring, const uint8_t *in,
 	for (size_t k = 0; k < ring->n; k++) {
 		unsigned long long mlen;
 		if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-			    out, &mlen, NULL, in + 1 + NONCE_LEN,
-			    len - 1 - NONCE_LEN, in, 1, in + 1,
-			    ring->keys[k]) == 0) {
+			out, &mlen, NULL, in + 1 + NONCE_LEN,
+			len - 1 - NONCE_LEN, in, 1, in + 1,
+			ring->keys[k]) == 0) {
 			memcpy(hdr->sender, out, GOSSIP_SENDER_LEN);
 			hdr->boot = get_be64(out + GOSSIP_SENDER_LEN);
 			hdr->seq = get_be64(out + GOSSIP_SENDER_LEN + 8);
@@ -166,10 +168,12 @@ static int keyfile_create(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: libsodium is unusable", path);
 		return -EIO;
 	}
-	int blen = snprintf(body, sizeof(body),
-			    "# proxystone gossip keyring (created at first start).\n"
-			    "# Keys: 64 hex digits each, comma- or newline-separated, the first encrypts.\n"
-			    "%s\n", key);
+	int blen = snprintf(
+	    body, sizeof(body),
+	    "# proxystone gossip keyring (created at first start).\n"
+	    "# Keys: 64 hex digits each, comma- or newline-separated, the first encrypts.\n"
+	    "%s\n",
+	    key);
 	sodium_memzero(key, sizeof(key));
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%08x", path, (long)getpid(),
 		 (unsigned)randombytes_random());
@@ -211,7 +215,8 @@ int gossip_keyring_file_load(const char *path, char *text, size_t cap,
 			     bool *created, char *err, size_t errlen)
 {
 	*created = false;
-	if (cap < GOSSIP_RING_TEXT_MAX || strlen(path) >= GOSSIP_KEYFILE_MAX - 32) {
+	if (cap < GOSSIP_RING_TEXT_MAX ||
+	    strlen(path) >= GOSSIP_KEYFILE_MAX - 32) {
 		snprintf(err, errlen, "%s: path too long", path);
 		return -ENAMETOOLONG;
 	}
@@ -236,9 +241,10 @@ int gossip_keyring_file_load(const char *path, char *text, size_t cap,
 	}
 	if (st.st_mode & 077) {
 		close(fd);
-		snprintf(err, errlen,
-			 "%s: mode %04o lets group or others read or change the gossip keys; chmod 600 it",
-			 path, (unsigned)(st.st_mode & 07777));
+		snprintf(
+		    err, errlen,
+		    "%s: mode %04o lets group or others read or change the gossip keys; chmod 600 it",
+		    path, (unsigned)(st.st_mode & 07777));
 		return -EPERM;
 	}
 	char buf[GOSSIP_KEYFILE_MAX + 1];

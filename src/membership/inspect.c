@@ -39,8 +39,8 @@ void inspect_on_trace(void *ctx, const struct swim_trace *t)
 			tr.target_id = target;
 		}
 	}
-	size_t n = t->n_records < TRACE_UPDATES_MAX ? t->n_records
-						   : TRACE_UPDATES_MAX;
+	size_t n =
+	    t->n_records < TRACE_UPDATES_MAX ? t->n_records : TRACE_UPDATES_MAX;
 	for (size_t i = 0; i < n; i++) {
 		const struct swim_record *r = &t->records[i];
 		ps__trace_update__init(&ups[i]);
@@ -81,7 +81,7 @@ void inspect_on_trace(void *ctx, const struct swim_trace *t)
 
 /* Fills r->members with the gossip table; frees with inspect_members_free(). */
 int inspect_members_fill(struct membership *m, Ps__Reply *r, Ps__Gossip *g,
-			char *self_addr)
+			 char *self_addr)
 {
 	if (!m->gossip)
 		return 0;
@@ -123,8 +123,8 @@ int inspect_members_fill(struct membership *m, Ps__Reply *r, Ps__Gossip *g,
 			pm->rtt_ms = mi.rtt_ms;
 		}
 		if (mi.meta_len)
-			pm->meta = ps__node_meta__unpack(NULL, mi.meta_len,
-							 mi.meta);
+			pm->meta =
+			    ps__node_meta__unpack(NULL, mi.meta_len, mi.meta);
 		r->members[r->n_members++] = pm;
 	}
 	struct swim_stats st;

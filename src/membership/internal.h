@@ -99,11 +99,11 @@ struct client {
 	struct membership *m;
 	struct ipc_conn *conn;
 	uint64_t serial; /* stays unique; held replies refer to it */
-	bool follower;     /* receives every gossip datagram (tools/dump) */
-	bool subscriber;   /* receives registry/service events (api SSE) */
+	bool follower;	 /* receives every gossip datagram (tools/dump) */
+	bool subscriber; /* receives registry/service events (api SSE) */
 	uint64_t subscribe_id;
 	uint64_t follow_id;
-	uint64_t dropped;  /* trace events this follower missed */
+	uint64_t dropped; /* trace events this follower missed */
 	struct client *next;
 };
 
@@ -114,11 +114,11 @@ struct client {
  */
 struct staged {
 	char id[NODE_ID_MAX + 1]; /* node changed; "" for our serving mode */
-	bool existed;             /* the node was there before */
-	size_t off, len;          /* its packed Ps__Node before, in staged_bytes */
-	bool prev_serving;        /* serving change: the mode before */
+	bool existed;		  /* the node was there before */
+	size_t off, len;   /* its packed Ps__Node before, in staged_bytes */
+	bool prev_serving; /* serving change: the mode before */
 	int64_t prev_changed_ms;
-	const char *event;        /* node event type, NULL: a serving change */
+	const char *event; /* node event type, NULL: a serving change */
 };
 
 /* Reads that arrive while writes are staged wait for the commit, so no
@@ -127,14 +127,14 @@ struct staged {
 #define READS_WAITING_MAX 4096
 
 struct waiting_read {
-	uint64_t client;  /* serial of the client that asked */
-	size_t off, len;  /* its packed request, in waiting_bytes */
+	uint64_t client; /* serial of the client that asked */
+	size_t off, len; /* its packed request, in waiting_bytes */
 };
 
 struct held_reply {
-	uint64_t client;    /* serial of the client it goes to */
-	uint64_t request;   /* request id, for an error reply instead */
-	size_t off, len;    /* frame bytes in held_frames */
+	uint64_t client;  /* serial of the client it goes to */
+	uint64_t request; /* request id, for an error reply instead */
+	size_t off, len;  /* frame bytes in held_frames */
 };
 
 struct membership {
@@ -153,13 +153,14 @@ struct membership {
 	struct client *clients;
 	size_t nclients;
 	size_t nfollowers, nsubscribers;
-	uint64_t event_version;        /* registry version last announced */
+	uint64_t event_version; /* registry version last announced */
 	uint64_t next_serial;
 	/* Group commit state. */
 	struct wal *wal;
 	char wal_path[PATH_MAX + 8];
-	bool dirty_lazy;      /* the next periodic snapshot has news */
-	bool must_snapshot;   /* a held reply waits on a snapshot (log refused a record) */
+	bool dirty_lazy;    /* the next periodic snapshot has news */
+	bool must_snapshot; /* a held reply waits on a snapshot (log refused a
+			       record) */
 	bool store_failed;
 	bool used_prev_snapshot; /* replay the previous log too */
 	double store_failed_at, snapshot_at;
@@ -179,17 +180,17 @@ struct membership {
 	bool leaving;
 	double leave_started;
 	ev_timer leave_timer, meta_timer;
-	uint32_t http_connections;     /* reported by the api process */
-	uint64_t meta_version_sent;    /* registry version in our record */
+	uint32_t http_connections;  /* reported by the api process */
+	uint64_t meta_version_sent; /* registry version in our record */
 	double meta_sent_at;
 	/* Worker: the coordinator and our replica. coord_id is learned only
 	 * from the coordinator's own HTTP answer at cluster_ip (the replica's
 	 * `self`), never from gossip: a gossip record claiming the role for
 	 * another id is rejected. */
 	char coord_id[NODE_ID_MAX + 1];
-	uint64_t coord_version;        /* version the coordinator announced */
-	uint64_t replica_version;      /* version our registry copy holds */
-	double replica_at;             /* when we got it (mono), < 0: never */
+	uint64_t coord_version;	  /* version the coordinator announced */
+	uint64_t replica_version; /* version our registry copy holds */
+	double replica_at;	  /* when we got it (mono), < 0: never */
 	struct fetch *fetch;
 	double fetch_at;
 	ev_timer replica_timer;
@@ -218,7 +219,7 @@ void membership_fmt_addr(const struct swim_addr *a, char out[32]);
 int persist_snapshot(struct membership *m);
 int persist_flush(struct membership *m);
 void persist_log_node(struct membership *m, const struct reg_node *n,
-			 bool sync);
+		      bool sync);
 void persist_log_remove(struct membership *m, const char *id);
 void persist_log_serving(struct membership *m);
 int persist_open_log(struct membership *m);
@@ -227,11 +228,11 @@ int persist_load(struct membership *m);
  * them. 0, or the storage error (the staged writes were undone). */
 int persist_commit(struct membership *m);
 bool persist_stage_node(struct membership *m, const char *id,
-		       const char *event);
+			const char *event);
 void persist_stage_drop(struct membership *m);
 void persist_stage_serving(struct membership *m);
 bool persist_read_waits(struct membership *m, struct client *c,
-		       const Ps__Request *req);
+			const Ps__Request *req);
 
 /* dispatch.c: requests */
 struct client *dispatch_client(struct membership *m, uint64_t serial);
@@ -239,7 +240,7 @@ struct client *dispatch_client(struct membership *m, uint64_t serial);
 void dispatch_error(Ps__Reply *r, Ps__Error *e, const char *code,
 		    const char *msg);
 void dispatch_send_reply(struct membership *m, struct client *c,
-		       const Ps__Reply *reply);
+			 const Ps__Reply *reply);
 void dispatch_make_uuid(char out[37]);
 /* Answers request `id` of client c: 503 STORAGE_UNAVAILABLE, the write
  * was not made durable (and was undone). */
@@ -248,18 +249,17 @@ void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req);
 
 /* events.c: events for observers */
 void events_node(struct membership *m, const char *type, const char *id,
-		      struct reg_node *n);
+		 struct reg_node *n);
 void events_service(struct membership *m);
 void events_registry_if_changed(struct membership *m);
 
 /* policy.c: the coordinator policy */
 void policy_expire(struct membership *m);
 void policy_apply(struct membership *m, const char *id,
-			      const struct swim_event *ev,
-			      const Ps__NodeMeta *meta, bool admitted);
+		  const struct swim_event *ev, const Ps__NodeMeta *meta,
+		  bool admitted);
 bool policy_claim(struct membership *m, const char *id,
-			      const struct swim_event *ev,
-			      const Ps__NodeMeta *meta);
+		  const struct swim_event *ev, const Ps__NodeMeta *meta);
 void policy_on_reject(void *ctx, const struct swim_reject *r);
 void policy_refresh(struct membership *m);
 bool policy_coordinator_alive(struct membership *m);
@@ -276,7 +276,7 @@ void stats_free(Ps__Reply *r);
 /* inspect.c: gossip inspection */
 void inspect_on_trace(void *ctx, const struct swim_trace *t);
 int inspect_members_fill(struct membership *m, Ps__Reply *r, Ps__Gossip *g,
-			char *self_addr);
+			 char *self_addr);
 void inspect_members_free(Ps__Reply *r);
 
 #endif

@@ -1,4 +1,5 @@
-/* liveness — registry status from gossip and heartbeats; see include/proxystone/liveness.h. */
+/* liveness — registry status from gossip and heartbeats; see
+ * include/proxystone/liveness.h. */
 #include "proxystone/liveness.h"
 
 static Ps__NodeStatus rule_gossip(const struct liveness_view *v)
@@ -13,8 +14,8 @@ static Ps__NodeStatus rule_gossip(const struct liveness_view *v)
 		return PS__NODE_STATUS__NODE_LEFT;
 	case SWIM_DEAD:
 		return v->heard_ago >= 0 && v->heard_ago < LIVENESS_DOUBT_WINDOW
-			       ? PS__NODE_STATUS__NODE_SUSPECT
-			       : PS__NODE_STATUS__NODE_INACTIVE;
+			   ? PS__NODE_STATUS__NODE_SUSPECT
+			   : PS__NODE_STATUS__NODE_INACTIVE;
 	default:
 		return v->current;
 	}
@@ -28,8 +29,8 @@ static Ps__NodeStatus rule_http(const struct liveness_view *v,
 	case PS__NODE_STATUS__NODE_SUSPECT:
 	case PS__NODE_STATUS__NODE_DISABLED:
 		return v->beat_ago > node_timeout
-			       ? PS__NODE_STATUS__NODE_INACTIVE
-			       : v->current;
+			   ? PS__NODE_STATUS__NODE_INACTIVE
+			   : v->current;
 	default:
 		return v->current;
 	}

@@ -77,8 +77,8 @@ static void on_expire_timer(struct ev_loop *loop, ev_timer *w, int rev)
 
 static const char *advertise_host(const struct config *cfg)
 {
-	const char *h = cfg->advertise_host[0] ? cfg->advertise_host
-					       : cfg->api_host;
+	const char *h =
+	    cfg->advertise_host[0] ? cfg->advertise_host : cfg->api_host;
 	return strcmp(h, "0.0.0.0") ? h : "127.0.0.1";
 }
 
@@ -125,8 +125,9 @@ void membership_publish_meta(struct membership *m)
 	uint8_t buf[SWIM_META_MAX];
 	size_t len;
 	if (node_meta_pack(&meta, buf, sizeof(buf), &len)) {
-		log_error("our gossip record does not fit %d bytes (url too long?)",
-			  SWIM_META_MAX);
+		log_error(
+		    "our gossip record does not fit %d bytes (url too long?)",
+		    SWIM_META_MAX);
 		return;
 	}
 	gossip_set_meta(m->gossip, buf, len);
@@ -152,10 +153,9 @@ static void on_gossip_event(void *ud, const struct swim_event *ev)
 	struct membership *m = ud;
 	char id[SWIM_ID_STR_LEN];
 	swim_id_format(&ev->id, id);
-	Ps__NodeMeta *meta = ev->meta_len
-				     ? ps__node_meta__unpack(NULL, ev->meta_len,
-							     ev->meta)
-				     : NULL;
+	Ps__NodeMeta *meta =
+	    ev->meta_len ? ps__node_meta__unpack(NULL, ev->meta_len, ev->meta)
+			 : NULL;
 	if (ev->what & SWIM_EV_NEW)
 		log_debug("gossip: met %s (%s)", id,
 			  swim_status_name(ev->status));
@@ -207,12 +207,12 @@ static int gossip_start(struct membership *m)
 		return -EINVAL;
 	}
 	struct gossip_params gp = {
-		.bind_host = cfg->gossip_host,
-		.port = cfg->gossip_port,
-		.advertise_host = advertise_host(cfg),
-		.self_id = m->self_id,
-		.seed = seed,
-		.keyring = &ring,
+	    .bind_host = cfg->gossip_host,
+	    .port = cfg->gossip_port,
+	    .advertise_host = advertise_host(cfg),
+	    .self_id = m->self_id,
+	    .seed = seed,
+	    .keyring = &ring,
 	};
 	int rc = gossip_new(m->loop, &sc, &gp, on_gossip_event, m, &m->gossip,
 			    err, sizeof(err));
@@ -402,9 +402,10 @@ static int ensure_self(struct membership *m)
 	for (char *p = u.sysname; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
-	snprintf(meta, sizeof(meta),
-		 "{\"autoRegistered\":true,\"nodeVersion\":\"%s\",\"platform\":\"%s\",\"startTime\":\"%s\"}",
-		 PS_VERSION, u.sysname, started);
+	snprintf(
+	    meta, sizeof(meta),
+	    "{\"autoRegistered\":true,\"nodeVersion\":\"%s\",\"platform\":\"%s\",\"startTime\":\"%s\"}",
+	    PS_VERSION, u.sysname, started);
 	Ps__RegisterReq req = PS__REGISTER_REQ__INIT;
 	req.url = (char *)m->cfg->node_url;
 	req.cluster_id = (char *)m->cfg->cluster_id;

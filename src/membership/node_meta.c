@@ -1,4 +1,5 @@
-/* node_meta — a node's self-description for gossip; see include/proxystone/node_meta.h. */
+/* node_meta — a node's self-description for gossip; see
+ * include/proxystone/node_meta.h. */
 #include "proxystone/node_meta.h"
 #include "proxystone/json.h"
 #include "proxystone/swim_proto.h"

@@ -73,13 +73,15 @@ int persist_snapshot(struct membership *m)
 	return 0;
 }
 
-/* ---- write-ahead log ------------------------------------------------------ */
+/* ---- write-ahead log ------------------------------------------------------
+ */
 
 static void store_failure(struct membership *m, const char *what, int rc)
 {
 	if (!m->store_failed)
-		log_error("%s failed: %s; changes are refused until the data directory recovers",
-			  what, strerror(-rc));
+		log_error(
+		    "%s failed: %s; changes are refused until the data directory recovers",
+		    what, strerror(-rc));
 	m->store_failed = true;
 	m->store_failed_at = time_mono();
 }
@@ -112,8 +114,7 @@ static void wal_logged(struct membership *m, int rc, bool sync)
 		m->must_snapshot = true;
 }
 
-void persist_log_node(struct membership *m, const struct reg_node *n,
-			 bool sync)
+void persist_log_node(struct membership *m, const struct reg_node *n, bool sync)
 {
 	if (!m->wal) {
 		wal_logged(m, -EBADF, sync);
@@ -127,8 +128,8 @@ void persist_log_node(struct membership *m, const struct reg_node *n,
 
 void persist_log_remove(struct membership *m, const char *id)
 {
-	int rc = m->wal ? wal_append_remove(m->wal, id, m->reg.version)
-			: -EBADF;
+	int rc =
+	    m->wal ? wal_append_remove(m->wal, id, m->reg.version) : -EBADF;
 	if (rc == -ENOBUFS && persist_flush(m) == 0)
 		rc = wal_append_remove(m->wal, id, m->reg.version);
 	wal_logged(m, rc, true);
@@ -179,9 +180,9 @@ static int replay_serving(void *ud, bool serving, int64_t changed_at_ms,
 int persist_open_log(struct membership *m)
 {
 	static const struct wal_replay_ops ops = {
-		.upsert = replay_upsert,
-		.remove = replay_remove,
-		.serving = replay_serving,
+	    .upsert = replay_upsert,
+	    .remove = replay_remove,
+	    .serving = replay_serving,
 	};
 	char err[ERR_MSG_MAX];
 	size_t tail = 0;
@@ -202,8 +203,9 @@ int persist_open_log(struct membership *m)
 		snprintf(aside, sizeof(aside), "%s.damaged-%lld", m->wal_path,
 			 (long long)time_wall_ms());
 		rename(m->wal_path, aside);
-		log_error("damaged write-ahead log, not applied (%s); moved to %s",
-			  err, aside);
+		log_error(
+		    "damaged write-ahead log, not applied (%s); moved to %s",
+		    err, aside);
 	} else if (rc && rc != -ENOENT) {
 		log_error("write-ahead log: %s", err);
 		return rc;
@@ -213,8 +215,9 @@ int persist_open_log(struct membership *m)
 			 (unsigned long long)m->n_wal_replayed,
 			 (unsigned long long)m->reg.version);
 	if (tail)
-		log_warn("write-ahead log: ignored a torn tail of %zu bytes (a crash mid-write)",
-			 tail);
+		log_warn(
+		    "write-ahead log: ignored a torn tail of %zu bytes (a crash mid-write)",
+		    tail);
 	rc = wal_open(m->wal_path, &m->wal, err, sizeof(err));
 	if (rc == -EROFS || rc == -EACCES || rc == -EPERM || rc == -ENOSPC ||
 	    rc == -EDQUOT) {
@@ -253,8 +256,8 @@ int persist_load(struct membership *m)
 		m->n_snapshot_damaged++;
 		log_error("damaged snapshot, not loaded: %s", err);
 		char aside[PATH_MAX + 32];
-		snprintf(aside, sizeof(aside), "%s.damaged-%lld",
-			 m->store_path, (long long)time_wall_ms());
+		snprintf(aside, sizeof(aside), "%s.damaged-%lld", m->store_path,
+			 (long long)time_wall_ms());
 		rename(m->store_path, aside);
 		log_error("moved it aside to %s", aside);
 	}
@@ -268,12 +271,14 @@ int persist_load(struct membership *m)
 			m->n_snapshot_damaged++;
 		}
 	}
-	if (rc == -ENOENT && !file_exists(m->wal_path) && !m->n_snapshot_damaged)
+	if (rc == -ENOENT && !file_exists(m->wal_path) &&
+	    !m->n_snapshot_damaged)
 		return 0; /* a new node */
 	if (rc) {
-		log_error("no usable snapshot in %s (%s); refusing to serve a partial registry. "
-			  "Restore a snapshot, or move registry.* aside to start empty",
-			  m->cfg->data_dir, rc == -ENOENT ? "missing" : err);
+		log_error(
+		    "no usable snapshot in %s (%s); refusing to serve a partial registry. "
+		    "Restore a snapshot, or move registry.* aside to start empty",
+		    m->cfg->data_dir, rc == -ENOENT ? "missing" : err);
 		return rc == -ENOENT ? -EBADMSG : rc;
 	}
 	double now = time_mono();
@@ -289,8 +294,8 @@ int persist_load(struct membership *m)
 	if (bad)
 		log_warn("snapshot: skipped %zu invalid entries", bad);
 
-	log_info("loaded snapshot: %zu nodes, registry version %llu",
-		 m->reg.n, (unsigned long long)m->reg.version);
+	log_info("loaded snapshot: %zu nodes, registry version %llu", m->reg.n,
+		 (unsigned long long)m->reg.version);
 	ps__snapshot__free_unpacked(snap, NULL);
 	return 0;
 }
@@ -311,7 +316,8 @@ int persist_commit(struct membership *m)
 	if (!rc && m->must_snapshot)
 		rc = persist_snapshot(m);
 	if (!rc && m->wal && wal_size(m->wal) > WAL_COMPACT_BYTES)
-		persist_snapshot(m); /* compaction: the log already holds the changes */
+		persist_snapshot(
+		    m); /* compaction: the log already holds the changes */
 	staged_settle(m, rc == 0);
 	for (size_t i = 0; i < m->nheld; i++) {
 		struct held_reply *h = &m->held[i];
@@ -319,9 +325,8 @@ int persist_commit(struct membership *m)
 		if (!c)
 			continue;
 		if (rc == 0) {
-			if (ipc_conn_send_frames(c->conn,
-						 m->held_frames.base + h->off,
-						 h->len))
+			if (ipc_conn_send_frames(
+				c->conn, m->held_frames.base + h->off, h->len))
 				ipc_conn_close(c->conn, -ENOBUFS);
 			continue;
 		}
@@ -347,8 +352,7 @@ int persist_commit(struct membership *m)
 
 /* Before a write to node `id`: remembers it as it is. false if the
  * staging area is full (the caller refuses the write). */
-bool persist_stage_node(struct membership *m, const char *id,
-		       const char *event)
+bool persist_stage_node(struct membership *m, const char *id, const char *event)
 {
 	if (m->nstaged == COMMIT_PENDING_MAX)
 		persist_commit(m);
@@ -408,7 +412,7 @@ static void staged_undo(struct membership *m, const struct staged *st)
 	if (!st->existed)
 		return;
 	Ps__Node *before = ps__node__unpack(
-		NULL, st->len, (const uint8_t *)m->staged_bytes.base + st->off);
+	    NULL, st->len, (const uint8_t *)m->staged_bytes.base + st->off);
 	if (!before || registry_load_node(&m->reg, before, time_mono()))
 		log_error("undo of %s failed; restart to reload it from disk",
 			  st->id);
@@ -438,7 +442,8 @@ static void staged_settle(struct membership *m, bool durable)
 			serving_changed = true;
 			continue;
 		}
-		events_node(m, st->event, st->id, registry_find(&m->reg, st->id));
+		events_node(m, st->event, st->id,
+			    registry_find(&m->reg, st->id));
 	}
 	if (serving_changed) {
 		events_service(m);
@@ -463,12 +468,13 @@ static bool is_registry_read(const Ps__Request *req)
 
 /* True if `req` must wait for the persist_commit; it is then kept. */
 bool persist_read_waits(struct membership *m, struct client *c,
-		       const Ps__Request *req)
+			const Ps__Request *req)
 {
 	if (m->nstaged == 0 || !is_registry_read(req))
 		return false;
 	if (m->nwaiting == READS_WAITING_MAX) {
-		persist_commit(m); /* answers the waiting ones; this one goes now */
+		persist_commit(
+		    m); /* answers the waiting ones; this one goes now */
 		return false;
 	}
 	char *at;
@@ -499,7 +505,8 @@ static void reads_release(struct membership *m)
 		if (!c)
 			continue;
 		Ps__Request *req = ps__request__unpack(
-			NULL, w->len, (const uint8_t *)m->waiting_bytes.base + w->off);
+		    NULL, w->len,
+		    (const uint8_t *)m->waiting_bytes.base + w->off);
 		if (req) {
 			dispatch_handle(m, c, req);
 			ps__request__free_unpacked(req, NULL);

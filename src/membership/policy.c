@@ -17,14 +17,15 @@ void policy_expire(struct membership *m)
 		if (!strcmp(n->pb.id, m->self_id) ||
 		    (m->gossip && !swim_id_parse(n->pb.id, &sid) &&
 		     swim_member_status(gossip_swim(m->gossip), &sid) !=
-			     SWIM_NONE))
+			 SWIM_NONE))
 			continue;
 		struct liveness_view lv = {
-			.in_gossip = false,
-			.beat_ago = now - n->last_heard,
-			.current = n->pb.status,
+		    .in_gossip = false,
+		    .beat_ago = now - n->last_heard,
+		    .current = n->pb.status,
 		};
-		Ps__NodeStatus next = liveness_status(&lv, m->cfg->node_timeout);
+		Ps__NodeStatus next =
+		    liveness_status(&lv, m->cfg->node_timeout);
 		if (next == n->pb.status)
 			continue;
 		registry_set_status(&m->reg, n, next);
@@ -55,9 +56,8 @@ static void set_status(struct membership *m, struct reg_node *n,
 {
 	if (n->pb.status == next)
 		return;
-	log_info("%s: %s -> %s (%s)", n->pb.id,
-		 node_status_name(n->pb.status), node_status_name(next),
-		 why);
+	log_info("%s: %s -> %s (%s)", n->pb.id, node_status_name(n->pb.status),
+		 node_status_name(next), why);
 	registry_set_status(&m->reg, n, next);
 	persist_log_node(m, n, false);
 	events_node(m, "status", n->pb.id, n);
@@ -70,8 +70,8 @@ static void set_status(struct membership *m, struct reg_node *n,
  * this with `admitted`. Later records update its metadata and status.
  */
 void policy_apply(struct membership *m, const char *id,
-			      const struct swim_event *ev,
-			      const Ps__NodeMeta *meta, bool admitted)
+		  const struct swim_event *ev, const Ps__NodeMeta *meta,
+		  bool admitted)
 {
 	struct reg_node *n = registry_find(&m->reg, id);
 	bool serving = !meta || !meta->has_serving || meta->serving;
@@ -95,10 +95,9 @@ void policy_apply(struct membership *m, const char *id,
 		req.metadata_json = json.base;
 		char err[ERR_MSG_MAX];
 		bool created;
-		int rc = registry_register(&m->reg, &req, id,
-					   m->cfg->cluster_id, time_wall_ms(),
-					   time_mono(), &n, &created, err,
-					   sizeof(err));
+		int rc = registry_register(
+		    &m->reg, &req, id, m->cfg->cluster_id, time_wall_ms(),
+		    time_mono(), &n, &created, err, sizeof(err));
 		buf_fini(&json);
 		if (rc) {
 			log_warn("gossip member %s not registered: %s", id,
@@ -140,11 +139,11 @@ void policy_apply(struct membership *m, const char *id,
 	}
 	n->pb.has_gossip = n->pb.gossip = true;
 	struct liveness_view lv = {
-		.in_gossip = true,
-		.swim = ev->status,
-		.serving = serving,
-		.heard_ago = heard_ago(m, &ev->id),
-		.current = n->pb.status,
+	    .in_gossip = true,
+	    .swim = ev->status,
+	    .serving = serving,
+	    .heard_ago = heard_ago(m, &ev->id),
+	    .current = n->pb.status,
 	};
 	set_status(m, n, liveness_status(&lv, m->cfg->node_timeout), "gossip");
 	if (ev->status == SWIM_ALIVE || ev->status == SWIM_SUSPECT) {
@@ -161,15 +160,14 @@ void policy_apply(struct membership *m, const char *id,
  * HTTP (until we know it, no claim counts and none is held against anyone).
  */
 bool policy_claim(struct membership *m, const char *id,
-			      const struct swim_event *ev,
-			      const Ps__NodeMeta *meta)
+		  const struct swim_event *ev, const Ps__NodeMeta *meta)
 {
 	char addr[32];
 	uint64_t held;
 	double now = time_mono();
 	membership_fmt_addr(&ev->addr, addr);
 	if (membership_is_coordinator(m) ? strcmp(id, m->self_id) != 0
-			      : strcmp(id, m->coord_id) != 0) {
+					 : strcmp(id, m->coord_id) != 0) {
 		if (!m->coord_id[0] && !membership_is_coordinator(m))
 			return false;
 		m->n_reject_role++;
@@ -177,8 +175,10 @@ bool policy_claim(struct membership *m, const char *id,
 				&held))
 			log_warn("gossip: member %s at %s claims to be the "
 				 "coordinator, which is %s: ignored (%llu more "
-				 "held back)", id, addr,
-				 membership_is_coordinator(m) ? "us" : m->coord_id,
+				 "held back)",
+				 id, addr,
+				 membership_is_coordinator(m) ? "us"
+							      : m->coord_id,
 				 (unsigned long long)held);
 		return false;
 	}
@@ -196,7 +196,8 @@ bool policy_claim(struct membership *m, const char *id,
 			log_warn("gossip: coordinator record from %s announces "
 				 "registry version %llu, impossible %.0f s "
 				 "after version %llu: ignored (%llu more held "
-				 "back)", addr, (unsigned long long)v, since,
+				 "back)",
+				 addr, (unsigned long long)v, since,
 				 (unsigned long long)m->replica_version,
 				 (unsigned long long)held);
 		return false;
@@ -219,7 +220,8 @@ void policy_on_reject(void *ctx, const struct swim_reject *r)
 	swim_id_format(&r->member, member);
 	log_warn("gossip: dropped a claim from %s (sender %s): %s at "
 		 "incarnation %llu, we hold %llu: impossible (%llu more held "
-		 "back)", from, sender, r->self ? "we are" : member,
+		 "back)",
+		 from, sender, r->self ? "we are" : member,
 		 (unsigned long long)r->claimed, (unsigned long long)r->known,
 		 (unsigned long long)held);
 }
@@ -245,17 +247,17 @@ void policy_refresh(struct membership *m)
 		if (mi.rtt_ms >= 0) {
 			n->pb.has_response_time_ms = true;
 			n->pb.response_time_ms =
-				(double)(long long)(mi.rtt_ms * 1000) / 1000;
+			    (double)(long long)(mi.rtt_ms * 1000) / 1000;
 		}
 		/* Time alone moves one verdict of rule G: a doubted death
 		 * stands once the doubt window has passed. */
 		if (membership_is_coordinator(m) && mi.status == SWIM_DEAD) {
 			struct liveness_view lv = {
-				.in_gossip = true,
-				.swim = SWIM_DEAD,
-				.heard_ago = mi.last_heard < 0 ? -1
-							       : now - mi.last_heard,
-				.current = n->pb.status,
+			    .in_gossip = true,
+			    .swim = SWIM_DEAD,
+			    .heard_ago =
+				mi.last_heard < 0 ? -1 : now - mi.last_heard,
+			    .current = n->pb.status,
 			};
 			set_status(m, n,
 				   liveness_status(&lv, m->cfg->node_timeout),
@@ -266,8 +268,8 @@ void policy_refresh(struct membership *m)
 			n->last_heard = now;
 			if (mi.last_heard >= 0)
 				n->pb.last_seen_ms =
-					wall - (int64_t)((now - mi.last_heard) *
-							 1000);
+				    wall -
+				    (int64_t)((now - mi.last_heard) * 1000);
 		}
 	}
 }
@@ -316,15 +318,16 @@ void policy_on_admit_timer(struct ev_loop *loop, ev_timer *w, int rev)
 		struct swim_member_info mi;
 		if (swim_member_find(gossip_swim(m->gossip), &out.reg[i], &mi))
 			continue;
-		Ps__NodeMeta *meta = mi.meta_len
+		Ps__NodeMeta *meta =
+		    mi.meta_len
 			? ps__node_meta__unpack(NULL, mi.meta_len, mi.meta)
 			: NULL;
 		struct swim_event ev = {
-			.what = SWIM_EV_NEW,
-			.id = mi.id,
-			.addr = mi.addr,
-			.status = mi.status,
-			.incarnation = mi.incarnation,
+		    .what = SWIM_EV_NEW,
+		    .id = mi.id,
+		    .addr = mi.addr,
+		    .status = mi.status,
+		    .incarnation = mi.incarnation,
 		};
 		char id[SWIM_ID_STR_LEN];
 		swim_id_format(&mi.id, id);
@@ -333,11 +336,11 @@ void policy_on_admit_timer(struct ev_loop *loop, ev_timer *w, int rev)
 			ps__node_meta__free_unpacked(meta, NULL);
 	}
 	uint64_t held;
-	if (out.deferred &&
-	    log_limited(&m->lim_admit, time_mono(), GOSSIP_REJECT_LOG_INTERVAL,
-			&held))
+	if (out.deferred && log_limited(&m->lim_admit, time_mono(),
+					GOSSIP_REJECT_LOG_INTERVAL, &held))
 		log_warn("gossip: %zu members met by gossip are ready but wait "
 			 "for registration (gossip_register_rate %g/s); %zu "
-			 "pending in all", out.deferred,
-			 m->cfg->gossip_register_rate, m->admit.n);
+			 "pending in all",
+			 out.deferred, m->cfg->gossip_register_rate,
+			 m->admit.n);
 }

@@ -1,4 +1,5 @@
-/* registry — the authoritative node table; see include/proxystone/registry.h. */
+/* registry — the authoritative node table; see include/proxystone/registry.h.
+ */
 #include "proxystone/registry.h"
 #include "proxystone/buf.h"
 #include "proxystone/json.h"
@@ -107,7 +108,8 @@ static int insert(struct registry *r, struct reg_node *n)
 		r->cap = cap;
 	}
 	if (r->n + 1 > r->nbuckets) {
-		size_t nb = r->nbuckets ? r->nbuckets * 2 : REGISTRY_BUCKETS_MIN;
+		size_t nb =
+		    r->nbuckets ? r->nbuckets * 2 : REGISTRY_BUCKETS_MIN;
 		int rc = rehash(r, nb);
 		if (rc)
 			return rc;
@@ -129,7 +131,8 @@ bool registry_error_field(const char *err, char field[REGISTRY_FIELD_MAX])
 {
 	size_t n = strcspn(err, ":");
 	if (err[n] != ':' || n == 0 || n >= REGISTRY_FIELD_MAX ||
-	    strspn(err, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
+	    strspn(err,
+		   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
 		return false;
 	memcpy(field, err, n);
 	field[n] = '\0';
@@ -201,9 +204,8 @@ static int validate(const struct registry *r, const Ps__RegisterReq *req,
 static int set_lists(Ps__Node *pb, const Ps__RegisterReq *req)
 {
 	char **tags = calloc(req->n_tags ? req->n_tags : 1, sizeof(*tags));
-	Ps__Capability **caps =
-		calloc(req->n_capabilities ? req->n_capabilities : 1,
-		       sizeof(*caps));
+	Ps__Capability **caps = calloc(
+	    req->n_capabilities ? req->n_capabilities : 1, sizeof(*caps));
 	if (!tags || !caps)
 		goto nomem;
 	for (size_t i = 0; i < req->n_tags; i++)
@@ -287,8 +289,8 @@ int registry_register(struct registry *r, const Ps__RegisterReq *req,
 	Ps__Node *pb = &n->pb;
 	/* Build every new field first so a failure leaves the entry intact. */
 	char *url = strdup(req->url);
-	char *cluster = strdup(req->cluster_id ? req->cluster_id
-					       : default_cluster);
+	char *cluster =
+	    strdup(req->cluster_id ? req->cluster_id : default_cluster);
 	char *role = strdup(req->role ? req->role : "worker");
 	char *meta = strdup(req->metadata_json ? req->metadata_json : "{}");
 	if (!url || !cluster || !role || !meta || set_lists(pb, req)) {
@@ -334,11 +336,11 @@ int registry_heartbeat(struct registry *r, const char *id, bool has_status,
 	if (metadata_json) {
 		struct buf merged;
 		buf_init(&merged, r->metadata_max);
-		const char *base = n->pb.metadata_json ? n->pb.metadata_json
-						       : "{}";
+		const char *base =
+		    n->pb.metadata_json ? n->pb.metadata_json : "{}";
 		int rc = json_merge_objects(base, strlen(base), metadata_json,
-					    strlen(metadata_json), &merged,
-					    err, errlen);
+					    strlen(metadata_json), &merged, err,
+					    errlen);
 		if (rc == -ENOSPC)
 			snprintf(err, errlen,
 				 "metadata: merged object exceeds %zu bytes",
@@ -356,7 +358,8 @@ int registry_heartbeat(struct registry *r, const char *id, bool has_status,
 			buf_fini(&merged);
 		}
 	}
-	Ps__NodeStatus next = has_status ? status : PS__NODE_STATUS__NODE_ACTIVE;
+	Ps__NodeStatus next =
+	    has_status ? status : PS__NODE_STATUS__NODE_ACTIVE;
 	registry_set_status(r, n, next);
 	n->pb.last_seen_ms = now_ms;
 	n->last_heard = now_mono;
@@ -395,8 +398,7 @@ void registry_set_status(struct registry *r, struct reg_node *n,
 	}
 }
 
-int registry_load_node(struct registry *r, const Ps__Node *pb,
-		       double now_mono)
+int registry_load_node(struct registry *r, const Ps__Node *pb, double now_mono)
 {
 	if (!pb->id || !node_id_valid(pb->id) || registry_find(r, pb->id))
 		return -EINVAL;
@@ -421,9 +423,9 @@ int registry_load_node(struct registry *r, const Ps__Node *pb,
 	size_t md_len = pb->metadata_json ? strlen(pb->metadata_json) : 0;
 	if (md_len > limit)
 		r->metadata_max = md_len;
-	int rc = registry_register(r, &req, pb->id, pb->cluster_id,
-				   pb->last_seen_ms, now_mono, &n, &created,
-				   err, sizeof(err));
+	int rc =
+	    registry_register(r, &req, pb->id, pb->cluster_id, pb->last_seen_ms,
+			      now_mono, &n, &created, err, sizeof(err));
 	r->metadata_max = limit;
 	if (rc)
 		return rc;

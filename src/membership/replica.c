@@ -60,9 +60,9 @@ static void on_replica_fetched(void *ud, int status, const char *body,
 {
 	struct membership *m = ud;
 	m->fetch = NULL;
-	Ps__Reply *r = status == 200 ? ps__reply__unpack(NULL, len,
-							 (const uint8_t *)body)
-				     : NULL;
+	Ps__Reply *r = status == 200
+			   ? ps__reply__unpack(NULL, len, (const uint8_t *)body)
+			   : NULL;
 	if (!r || r->error) {
 		m->n_replica_failures++;
 		log_debug("replica fetch failed (%d)", status);
@@ -92,15 +92,13 @@ void replica_fetch(struct membership *m)
 	}
 	char host[CONFIG_STR_MAX];
 	const char *colon = strrchr(m->cfg->cluster_ip, ':');
-	snprintf(host, sizeof(host), "%.*s",
-		 (int)(colon - m->cfg->cluster_ip), m->cfg->cluster_ip);
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - m->cfg->cluster_ip),
+		 m->cfg->cluster_ip);
 	m->fetch_at = now;
-	m->fetch = fetch_get_auth(m->loop, host, atoi(colon + 1),
-				  "/api/cluster/replica",
-				  m->cfg->api_token[0] ? m->cfg->api_token
-						       : NULL,
-				  REPLICA_FETCH_TIMEOUT, IPC_FRAME_MAX,
-				  on_replica_fetched, m);
+	m->fetch = fetch_get_auth(
+	    m->loop, host, atoi(colon + 1), "/api/cluster/replica",
+	    m->cfg->api_token[0] ? m->cfg->api_token : NULL,
+	    REPLICA_FETCH_TIMEOUT, IPC_FRAME_MAX, on_replica_fetched, m);
 	if (!m->fetch)
 		m->n_replica_failures++;
 }

@@ -16,6 +16,8 @@ int stats_fill(struct membership *m, Ps__Reply *r)
 	memset(&as, 0, sizeof(as));
 	if (m->admit_on)
 		admit_stats_get(&m->admit, &as);
+	/* One series a line: clang-format would spread each over four. */
+	/* clang-format off */
 	struct {
 		const char *name, *labels, *help;
 		double v;
@@ -78,6 +80,7 @@ int stats_fill(struct membership *m, Ps__Reply *r)
 		{ "proxystone_replica_fetches_total", "result=\"ok\"", "Registry replica fetches (workers)", (double)m->n_replica_fetches },
 		{ "proxystone_replica_fetches_total", "result=\"failed\"", "Registry replica fetches (workers)", (double)m->n_replica_failures },
 	};
+	/* clang-format on */
 	size_t k = sizeof(cs) / sizeof(cs[0]);
 	Ps__Counter *counters = calloc(k, sizeof(*counters));
 	Ps__Counter **counterp = calloc(k, sizeof(*counterp));
@@ -103,7 +106,8 @@ void stats_free(Ps__Reply *r)
 {
 	if (!r->n_counters)
 		return;
-	free(r->counters[0]); /* the array of counters the pointers point into */
+	free(
+	    r->counters[0]); /* the array of counters the pointers point into */
 	free(r->counters);
 	r->counters = NULL;
 	r->n_counters = 0;

@@ -14,7 +14,8 @@
 
 uint32_t store_crc32(const void *data, size_t len)
 {
-	/* CRC-32 (IEEE 802.3, reflected 0xEDB88320), table built on first use. */
+	/* CRC-32 (IEEE 802.3, reflected 0xEDB88320), table built on first use.
+	 */
 	static uint32_t table[256];
 	static int ready;
 	if (!ready) {
@@ -165,8 +166,9 @@ int store_load(const char *path, Ps__Snapshot **out, char *err, size_t errlen)
 	} else if (get_be32(data + 8) != size - STORE_HEADER_LEN) {
 		snprintf(err, errlen, "%s: length %u but %zu payload bytes",
 			 path, get_be32(data + 8), size - STORE_HEADER_LEN);
-	} else if (get_be32(data + 12) != store_crc32(data + STORE_HEADER_LEN,
-						 size - STORE_HEADER_LEN)) {
+	} else if (get_be32(data + 12) !=
+		   store_crc32(data + STORE_HEADER_LEN,
+			       size - STORE_HEADER_LEN)) {
 		snprintf(err, errlen, "%s: checksum mismatch", path);
 	} else {
 		*out = ps__snapshot__unpack(NULL, size - STORE_HEADER_LEN,

@@ -98,13 +98,13 @@ struct member {
 	double last_heard;
 	uint8_t *meta;
 	struct suspicion *susp; /* while SUSPECT */
-	bool ev_queued;	/* in evq */
-	bool reaped;	/* out of the table, kept for its pending event */
+	bool ev_queued;		/* in evq */
+	bool reaped;	 /* out of the table, kept for its pending event */
 	uint8_t ev_what; /* enum swim_event_what bits pending */
 	uint8_t ev_prev; /* status the application last saw (NONE: new) */
-	struct mlink bq;	/* dissemination bucket */
+	struct mlink bq; /* dissemination bucket */
 	struct mlink ev; /* evq */
-	struct mlink l; /* suspects while SUSPECT, gone while DEAD/LEFT */
+	struct mlink l;	 /* suspects while SUSPECT, gone while DEAD/LEFT */
 };
 
 #define BQ_LINK offsetof(struct member, bq)
@@ -194,7 +194,6 @@ struct swim {
 
 /* ------------------------------------------------------------------ */
 /* PRNG: xoshiro256** seeded through splitmix64. */
-
 
 /* ------------------------------------------------------------------ */
 /* Intrusive lists. */
@@ -581,7 +580,8 @@ static struct member *member_add(struct swim *s, const struct swim_id *id,
 	digest_flip(s, m);
 	idmap_put(s->idmap, s->idmap_cap, m);
 	/* A random slot among those not yet probed this round. */
-	slot = s->probe_idx + rng_below(&s->rng, s->n_members - s->probe_idx + 1);
+	slot =
+	    s->probe_idx + rng_below(&s->rng, s->n_members - s->probe_idx + 1);
 	s->members[s->n_members] = m;
 	m->index = (uint32_t)s->n_members;
 	s->n_members++;
@@ -1908,7 +1908,8 @@ int swim_new(const struct swim_config *cfg, const char *self_id,
 	s->next_probe = now + rng_unit(&s->rng) * cfg->probe_interval;
 	s->next_gossip = now + rng_unit(&s->rng) * cfg->gossip_interval;
 	s->next_sync = now + (0.5 + rng_unit(&s->rng)) * cfg->sync_interval;
-	s->next_reconnect = now + (0.5 + rng_unit(&s->rng)) * cfg->reconnect_interval;
+	s->next_reconnect =
+	    now + (0.5 + rng_unit(&s->rng)) * cfg->reconnect_interval;
 	s->next_seed = now;
 	bq_push(s, s->self);
 	update_deadline(s);

@@ -208,10 +208,9 @@ static int keyring_load(struct config *cfg, char *err, size_t errlen)
 	if (!cfg->gossip_keyring_file[0])
 		return 0;
 	bool created;
-	int rc = gossip_keyring_file_load(cfg->gossip_keyring_file,
-					  cfg->gossip_keys,
-					  sizeof(cfg->gossip_keys), &created,
-					  err, errlen);
+	int rc = gossip_keyring_file_load(
+	    cfg->gossip_keyring_file, cfg->gossip_keys,
+	    sizeof(cfg->gossip_keys), &created, err, errlen);
 	if (rc)
 		return rc;
 	size_t keys = gossip_keyring_count(cfg->gossip_keys);

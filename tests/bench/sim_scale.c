@@ -349,8 +349,7 @@ int main(int argc, char **argv)
 				perror(v);
 				return 1;
 			}
-		}
-		else if (!strcmp(a, "--losses")) {
+		} else if (!strcmp(a, "--losses")) {
 			char *str = strdup(v), *tok, *save = NULL;
 
 			n_losses = 0;
@@ -412,14 +411,14 @@ int main(int argc, char **argv)
 	double cpu_boot = cpu_now() - cpu0, wall_boot = mono_now() - wall0;
 	long rss_boot = rss_kb();
 
-	fprintf(stderr, "sim_scale %s n=%zu: bootstrapped in %.1f s (%.1f s "
-			"cpu), rss %ld MB\n",
+	fprintf(stderr,
+		"sim_scale %s n=%zu: bootstrapped in %.1f s (%.1f s "
+		"cpu), rss %ld MB\n",
 		config, n, wall_boot, cpu_boot, rss_boot / 1024);
 
 	/* 1. Settle: every member's own record has been spread. */
 	t = sim_now(sim);
-	bool drained = sim_run_until_cond(sim, t + 120, 0.5, sim_drained,
-					  NULL);
+	bool drained = sim_run_until_cond(sim, t + 120, 0.5, sim_drained, NULL);
 	double settle = sim_now(sim) - t;
 	double cpu_settle = cpu_now() - cpu0 - cpu_boot;
 
@@ -430,12 +429,11 @@ int main(int argc, char **argv)
 	       "\"indirect_checks\": %u, \"gossip_interval\": %g, "
 	       "\"gossip_nodes\": %u, \"retransmit_mult\": %u, "
 	       "\"sync_interval\": %g, \"delay\": %g, \"jitter\": %g,\n",
-	       n, config, seed, cfg.swim.probe_interval,
-	       cfg.swim.probe_timeout, cfg.swim.suspicion_mult,
-	       cfg.swim.suspicion_max_mult, cfg.swim.indirect_checks,
-	       cfg.swim.gossip_interval, cfg.swim.gossip_nodes,
-	       cfg.swim.retransmit_mult, cfg.swim.sync_interval, cfg.delay,
-	       cfg.jitter);
+	       n, config, seed, cfg.swim.probe_interval, cfg.swim.probe_timeout,
+	       cfg.swim.suspicion_mult, cfg.swim.suspicion_max_mult,
+	       cfg.swim.indirect_checks, cfg.swim.gossip_interval,
+	       cfg.swim.gossip_nodes, cfg.swim.retransmit_mult,
+	       cfg.swim.sync_interval, cfg.delay, cfg.jitter);
 	printf(" \"wall_bootstrap\": %.2f, \"cpu_bootstrap\": %.2f, "
 	       "\"rss_mb\": %.0f, \"settle_s\": %.1f, \"settled\": %s, "
 	       "\"cpu_settle\": %.2f, \"batch\": %u,\n",
@@ -498,8 +496,7 @@ int main(int argc, char **argv)
 			w.slot[victim] = (short)k;
 			sim_crash(sim, victim);
 		}
-		ok = sim_run_until_cond(sim, tc + 600, 0.05, cond_all_dead,
-					&w);
+		ok = sim_run_until_cond(sim, tc + 600, 0.05, cond_all_dead, &w);
 		for (unsigned k = 0; k < b; k++) {
 			struct crash *c = &w.crash[k];
 

@@ -210,8 +210,8 @@ static void one_datagram(const uint8_t *b, size_t n, size_t from, bool leave)
 	/* sealed? the node opens it first and goes on with the plaintext */
 	size_t olen = 0;
 	struct gossip_seal_hdr hdr, back_hdr;
-	int orc = gossip_open(&ring, b, n, &hdr, open_buf, sizeof(open_buf),
-			      &olen);
+	int orc =
+	    gossip_open(&ring, b, n, &hdr, open_buf, sizeof(open_buf), &olen);
 	if (orc == 0) {
 		if (olen + GOSSIP_SEAL_OVERHEAD != n)
 			die("gossip_open: plaintext length");
@@ -224,8 +224,8 @@ static void one_datagram(const uint8_t *b, size_t n, size_t from, bool leave)
 	/* seal + open round trip of whatever it is */
 	size_t slen = 0;
 	if (n <= SWIM_MTU_MAX) {
-		struct gossip_seal_hdr mine = { .boot = n, .seq = n * 7,
-						.sent_ms = n * 300 };
+		struct gossip_seal_hdr mine = {
+		    .boot = n, .seq = n * 7, .sent_ms = n * 300};
 		memset(mine.sender, 0x5a, sizeof(mine.sender));
 		if (gossip_seal(&ring, &mine, b, n, seal_buf, sizeof(seal_buf),
 				&slen))

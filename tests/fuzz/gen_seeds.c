@@ -125,7 +125,7 @@ static void sealed_seed(const char *name, const uint8_t *pt, size_t len,
 	one.n = 1;
 	/* The fixture's peer 0 as sender, first datagram of its life,
 	 * sealed 5 ms after it started. */
-	struct gossip_seal_hdr hdr = { .boot = 1, .seq = 1, .sent_ms = 5 };
+	struct gossip_seal_hdr hdr = {.boot = 1, .seq = 1, .sent_ms = 5};
 	struct swim_id p0 = id_of(fixture_peer_ids[0]);
 	memcpy(hdr.sender, p0.b, sizeof(hdr.sender));
 	if (gossip_seal(&one, &hdr, pt, len, out + 1, sizeof(out) - 1, &olen))

@@ -77,7 +77,6 @@ struct sim {
 	uint8_t *buf; /* one datagram, cfg.swim.mtu bytes */
 };
 
-
 /* ------------------------------------------------------------------ */
 /* Event heap. */
 
@@ -582,8 +581,9 @@ int sim_bootstrap(struct sim *sim, size_t n)
 			struct swim_addr a = sim_addr(j);
 
 			if (j != i)
-				rc = swim_add_member(nd->swim, &sim->nodes[j].id,
-						     &a, 0, sim->now);
+				rc =
+				    swim_add_member(nd->swim, &sim->nodes[j].id,
+						    &a, 0, sim->now);
 		}
 		if (rc == 0)
 			drain(sim, i);

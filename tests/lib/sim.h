@@ -57,10 +57,10 @@ struct sim;
 
 struct sim_config {
 	uint64_t seed;
-	size_t max_nodes;	 /* <= SIM_NODES_MAX */
-	double loss;		 /* 0..1 */
-	double delay;		 /* seconds, one way */
-	double jitter;		 /* seconds, uniform extra delay */
+	size_t max_nodes; /* <= SIM_NODES_MAX */
+	double loss;	  /* 0..1 */
+	double delay;	  /* seconds, one way */
+	double jitter;	  /* seconds, uniform extra delay */
 	/* Datagrams a node reads before handing out what swim queued, when
 	 * several wait (after a pause); 0 or 1: after each one. The product's
 	 * driver reads up to 64 (gossip.c, GOSSIP_RECV_BATCH). */

@@ -47,7 +47,7 @@ static struct world *world_new(size_t n)
 
 	assert_non_null(w);
 	for (size_t i = 0; i < n; i++)
-		w->look[i] = (struct admit_look){ true, false, -1 };
+		w->look[i] = (struct admit_look){true, false, -1};
 	return w;
 }
 

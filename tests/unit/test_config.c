@@ -106,9 +106,8 @@ static void test_worker_needs_coordinator(void **state)
 	struct config c;
 	char err[256];
 	config_defaults(&c);
-	assert_int_equal(config_set(&c, "role", "worker", "--role", err,
-				    sizeof(err)),
-			 0);
+	assert_int_equal(
+	    config_set(&c, "role", "worker", "--role", err, sizeof(err)), 0);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "cluster_ip"));
 }
@@ -119,9 +118,9 @@ static void test_flag_where(void **state)
 	struct config c;
 	char err[256];
 	config_defaults(&c);
-	assert_int_equal(config_set(&c, "api_port", "x", "--port", err,
-				    sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+	    config_set(&c, "api_port", "x", "--port", err, sizeof(err)),
+	    -EINVAL);
 	assert_non_null(strstr(err, "--port: api_port"));
 }
 
@@ -139,9 +138,9 @@ static void test_long_line_and_missing_file(void **state)
 	assert_int_equal(config_load_file(&c, path, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "longer than"));
 	unlink(path);
-	assert_int_equal(config_load_file(&c, "/nonexistent/x.conf", err,
-					  sizeof(err)),
-			 -ENOENT);
+	assert_int_equal(
+	    config_load_file(&c, "/nonexistent/x.conf", err, sizeof(err)),
+	    -ENOENT);
 }
 
 static void test_socket_path_bound(void **state)
@@ -154,9 +153,8 @@ static void test_socket_path_bound(void **state)
 	dir[sizeof(dir) - 1] = '\0';
 	dir[0] = '/';
 	config_defaults(&c);
-	assert_int_equal(config_set(&c, "data_dir", dir, "f:1", err,
-				    sizeof(err)),
-			 0);
+	assert_int_equal(
+	    config_set(&c, "data_dir", dir, "f:1", err, sizeof(err)), 0);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "socket_path"));
 }
@@ -173,28 +171,30 @@ static void test_gossip_key_or_keyring_file(void **state)
 			 0);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_string_equal(c.gossip_keyring_file, "var/gossip.keyring");
-	assert_int_equal(config_set(&c, "gossip_key",
-				    "1111111111111111111111111111111111111111111111111111111111111111",
-				    "f:2", err, sizeof(err)),
-			 0);
+	assert_int_equal(
+	    config_set(
+		&c, "gossip_key",
+		"1111111111111111111111111111111111111111111111111111111111111111",
+		"f:2", err, sizeof(err)),
+	    0);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "gossip_keyring_file"));
-	assert_int_equal(config_set(&c, "gossip_keyring_file", "", "f:3", err,
-				    sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+	    config_set(&c, "gossip_keyring_file", "", "f:3", err, sizeof(err)),
+	    -EINVAL);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_file),
-		cmocka_unit_test(test_errors_name_file_line_key),
-		cmocka_unit_test(test_worker_needs_coordinator),
-		cmocka_unit_test(test_flag_where),
-		cmocka_unit_test(test_long_line_and_missing_file),
-		cmocka_unit_test(test_socket_path_bound),
-		cmocka_unit_test(test_gossip_key_or_keyring_file),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_file),
+	    cmocka_unit_test(test_errors_name_file_line_key),
+	    cmocka_unit_test(test_worker_needs_coordinator),
+	    cmocka_unit_test(test_flag_where),
+	    cmocka_unit_test(test_long_line_and_missing_file),
+	    cmocka_unit_test(test_socket_path_bound),
+	    cmocka_unit_test(test_gossip_key_or_keyring_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

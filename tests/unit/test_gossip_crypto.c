@@ -17,11 +17,10 @@
 #include "../lib/tmpdir.h"
 
 static const struct gossip_seal_hdr HDR = {
-	.sender = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-		    12 },
-	.boot = 0x0102030405060708ull,
-	.seq = 42,
-	.sent_ms = 0x1122334455667788ull,
+    .sender = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
+    .boot = 0x0102030405060708ull,
+    .seq = 42,
+    .sent_ms = 0x1122334455667788ull,
 };
 
 #define K1 "1111111111111111111111111111111111111111111111111111111111111111"
@@ -49,9 +48,8 @@ static void test_parse(void **state)
 	assert_null(strstr(err, "abc")); /* keys are never echoed */
 	assert_int_equal(gossip_keyring_parse(&r, K1 "0", err, sizeof(err)),
 			 -EINVAL);
-	assert_int_equal(gossip_keyring_parse(&r, K1 "," K2 "x", err,
-					      sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+	    gossip_keyring_parse(&r, K1 "," K2 "x", err, sizeof(err)), -EINVAL);
 	char many[9 * 65 + 1] = "";
 	for (int i = 0; i < 9; i++) {
 		strcat(many, K1);
@@ -78,9 +76,8 @@ static void test_roundtrip_and_tamper(void **state)
 	assert_int_equal(sealed[0], GOSSIP_SEAL_VERSION);
 	assert_true(gossip_looks_sealed(sealed, slen));
 	assert_false(gossip_looks_sealed(pt, sizeof(pt)));
-	assert_int_equal(gossip_open(&r, sealed, slen, &h, out, sizeof(out),
-				     &olen),
-			 0);
+	assert_int_equal(
+	    gossip_open(&r, sealed, slen, &h, out, sizeof(out), &olen), 0);
 	assert_int_equal(olen, sizeof(pt));
 	assert_memory_equal(out, pt, sizeof(pt));
 	/* The header comes back authenticated, and it is not in the clear. */
@@ -91,22 +88,22 @@ static void test_roundtrip_and_tamper(void **state)
 	/* Every single flipped bit, anywhere, is caught. */
 	for (size_t i = 0; i < slen; i++) {
 		sealed[i] ^= 0x01;
-		assert_int_equal(gossip_open(&r, sealed, slen, &h, out,
-					     sizeof(out), &olen),
-				 -EBADMSG);
+		assert_int_equal(
+		    gossip_open(&r, sealed, slen, &h, out, sizeof(out), &olen),
+		    -EBADMSG);
 		sealed[i] ^= 0x01;
 	}
 	/* Every truncation too. */
 	for (size_t n = 0; n < slen; n++)
-		assert_int_equal(gossip_open(&r, sealed, n, &h, out,
-					     sizeof(out), &olen),
-				 -EBADMSG);
+		assert_int_equal(
+		    gossip_open(&r, sealed, n, &h, out, sizeof(out), &olen),
+		    -EBADMSG);
 	/* Two seals of the same text differ (random nonces). */
 	uint8_t again[400];
 	size_t alen;
-	assert_int_equal(gossip_seal(&r, &HDR, pt, sizeof(pt), again,
-				     sizeof(again), &alen),
-			 0);
+	assert_int_equal(
+	    gossip_seal(&r, &HDR, pt, sizeof(pt), again, sizeof(again), &alen),
+	    0);
 	assert_memory_not_equal(again, sealed, slen);
 }
 
@@ -120,21 +117,17 @@ static void test_keyring_rotation(void **state)
 	uint8_t pt[] = "hello", s1[128], s2[128], out[128];
 	size_t l1, l2, ol;
 	struct gossip_seal_hdr h;
-	assert_int_equal(gossip_seal(&old, &HDR, pt, sizeof(pt), s1, sizeof(s1),
-				     &l1),
-			 0);
-	assert_int_equal(gossip_seal(&next, &HDR, pt, sizeof(pt), s2,
-				     sizeof(s2), &l2),
-			 0);
+	assert_int_equal(
+	    gossip_seal(&old, &HDR, pt, sizeof(pt), s1, sizeof(s1), &l1), 0);
+	assert_int_equal(
+	    gossip_seal(&next, &HDR, pt, sizeof(pt), s2, sizeof(s2), &l2), 0);
 	assert_int_equal(gossip_open(&next, s1, l1, &h, out, sizeof(out), &ol),
 			 0);
-	assert_int_equal(gossip_open(&other, s1, l1, &h, out, sizeof(out),
-				     &ol),
+	assert_int_equal(gossip_open(&other, s1, l1, &h, out, sizeof(out), &ol),
 			 -EBADMSG);
 	assert_int_equal(gossip_open(&old, s2, l2, &h, out, sizeof(out), &ol),
 			 -EBADMSG);
-	assert_int_equal(gossip_open(&other, s2, l2, &h, out, sizeof(out),
-				     &ol),
+	assert_int_equal(gossip_open(&other, s2, l2, &h, out, sizeof(out), &ol),
 			 0);
 }
 
@@ -144,18 +137,17 @@ static void test_bounds(void **state)
 	struct gossip_keyring r, empty;
 	ring(&r, K1);
 	ring(&empty, "");
-	uint8_t pt[100] = { 0 }, out[200], big[200];
+	uint8_t pt[100] = {0}, out[200], big[200];
 	size_t n;
 	struct gossip_seal_hdr h;
 	assert_int_equal(gossip_seal(&r, &HDR, pt, sizeof(pt), out,
 				     sizeof(pt) + GOSSIP_SEAL_OVERHEAD - 1, &n),
 			 -EMSGSIZE);
-	assert_int_equal(gossip_seal(&empty, &HDR, pt, sizeof(pt), out,
-				     sizeof(out), &n),
-			 -EMSGSIZE);
-	assert_int_equal(gossip_seal(&r, &HDR, pt, sizeof(pt), out, sizeof(out),
-				     &n),
-			 0);
+	assert_int_equal(
+	    gossip_seal(&empty, &HDR, pt, sizeof(pt), out, sizeof(out), &n),
+	    -EMSGSIZE);
+	assert_int_equal(
+	    gossip_seal(&r, &HDR, pt, sizeof(pt), out, sizeof(out), &n), 0);
 	uint8_t small[10];
 	assert_int_equal(gossip_open(&r, out, n, &h, small, sizeof(small), &n),
 			 -EBADMSG);
@@ -166,9 +158,9 @@ static void test_bounds(void **state)
 	for (uint8_t v = 1; v < GOSSIP_SEAL_VERSION; v++) {
 		out[0] = v;
 		assert_true(gossip_looks_sealed(out, sealed_len));
-		assert_int_equal(gossip_open(&r, out, sealed_len, &h, big,
-					     sizeof(big), &n),
-				 -EBADMSG);
+		assert_int_equal(
+		    gossip_open(&r, out, sealed_len, &h, big, sizeof(big), &n),
+		    -EBADMSG);
 	}
 	out[0] = GOSSIP_SEAL_VERSION + 1;
 	assert_false(gossip_looks_sealed(out, sealed_len));
@@ -242,8 +234,8 @@ static void test_keyring_file(void **state)
 			 -EINVAL);
 	/* A directory that does not exist: a clear error. */
 	snprintf(path, sizeof(path), "%s/none/gossip.keyring", dir);
-	assert_true(gossip_keyring_file_load(path, text, sizeof(text),
-					     &created, err, sizeof(err)) < 0);
+	assert_true(gossip_keyring_file_load(path, text, sizeof(text), &created,
+					     err, sizeof(err)) < 0);
 	assert_non_null(strstr(err, "none"));
 	tmpdir_remove(dir);
 }
@@ -300,12 +292,12 @@ static void test_keyring_file_race(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_roundtrip_and_tamper),
-		cmocka_unit_test(test_keyring_rotation),
-		cmocka_unit_test(test_bounds),
-		cmocka_unit_test(test_keyring_file),
-		cmocka_unit_test(test_keyring_file_race),
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_roundtrip_and_tamper),
+	    cmocka_unit_test(test_keyring_rotation),
+	    cmocka_unit_test(test_bounds),
+	    cmocka_unit_test(test_keyring_file),
+	    cmocka_unit_test(test_keyring_file_race),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,8 +50,8 @@ static void test_roundtrip_and_every_prefix(void **state)
 	assert_string_equal(r->get_node->id, "node-a");
 	ps__request__free_unpacked(r, NULL);
 	assert_int_equal(ipc_frame_peek((uint8_t *)b.base + first,
-					b.len - first, IPC_FRAME_MAX, &p,
-					&plen, &flen),
+					b.len - first, IPC_FRAME_MAX, &p, &plen,
+					&flen),
 			 1);
 	assert_int_equal(first + flen, b.len);
 	r = ps__request__unpack(NULL, plen, p);
@@ -65,13 +65,13 @@ static void test_oversized_length_rejected_before_allocation(void **state)
 	(void)state;
 	const uint8_t *p;
 	size_t plen, flen;
-	uint8_t hdr[4] = { 0xff, 0xff, 0xff, 0xff };
-	assert_int_equal(ipc_frame_peek(hdr, 4, IPC_FRAME_MAX, &p, &plen, &flen),
-			 -EMSGSIZE);
-	uint8_t small[4] = { 0, 0, 1, 1 }; /* 257 > 256 */
+	uint8_t hdr[4] = {0xff, 0xff, 0xff, 0xff};
+	assert_int_equal(
+	    ipc_frame_peek(hdr, 4, IPC_FRAME_MAX, &p, &plen, &flen), -EMSGSIZE);
+	uint8_t small[4] = {0, 0, 1, 1}; /* 257 > 256 */
 	assert_int_equal(ipc_frame_peek(small, 4, 256, &p, &plen, &flen),
 			 -EMSGSIZE);
-	uint8_t zero[4] = { 0, 0, 0, 0 };
+	uint8_t zero[4] = {0, 0, 0, 0};
 	assert_int_equal(ipc_frame_peek(zero, 4, 256, &p, &plen, &flen), 1);
 	assert_int_equal(plen, 0);
 }
@@ -128,10 +128,10 @@ static void test_conn_over_socketpair(void **state)
 {
 	(void)state;
 	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv),
-			 0);
+	assert_int_equal(
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct got g = { 0 };
+	struct got g = {0};
 	struct ipc_conn *c = ipc_conn_new(loop, sv[0], on_frame, on_close, &g);
 	assert_non_null(c);
 	/* 100 frames written byte by byte in odd chunks still arrive whole. */
@@ -149,7 +149,7 @@ static void test_conn_over_socketpair(void **state)
 	assert_int_equal(g.frames, 100);
 	assert_int_equal(g.last_id, 100);
 	/* A bogus length closes the connection with -EMSGSIZE. */
-	uint8_t bad[4] = { 0x7f, 0, 0, 0 };
+	uint8_t bad[4] = {0x7f, 0, 0, 0};
 	assert_int_equal(write(sv[1], bad, 4), 4);
 	pump(loop, &g, 1000);
 	assert_int_equal(g.closed, 1);
@@ -163,10 +163,10 @@ static void test_send_reaches_peer(void **state)
 {
 	(void)state;
 	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv),
-			 0);
+	assert_int_equal(
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct got a = { 0 }, z = { 0 };
+	struct got a = {0}, z = {0};
 	struct ipc_conn *ca = ipc_conn_new(loop, sv[0], on_frame, on_close, &a);
 	struct ipc_conn *cz = ipc_conn_new(loop, sv[1], on_frame, on_close, &z);
 	Ps__Request r = PS__REQUEST__INIT;
@@ -191,11 +191,11 @@ static void test_send_reaches_peer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip_and_every_prefix),
-		cmocka_unit_test(test_oversized_length_rejected_before_allocation),
-		cmocka_unit_test(test_append_respects_buffer_bound),
-		cmocka_unit_test(test_conn_over_socketpair),
-		cmocka_unit_test(test_send_reaches_peer),
+	    cmocka_unit_test(test_roundtrip_and_every_prefix),
+	    cmocka_unit_test(test_oversized_length_rejected_before_allocation),
+	    cmocka_unit_test(test_append_respects_buffer_bound),
+	    cmocka_unit_test(test_conn_over_socketpair),
+	    cmocka_unit_test(test_send_reaches_peer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

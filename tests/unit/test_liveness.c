@@ -19,11 +19,11 @@ static Ps__NodeStatus gossip(enum swim_status st, bool serving,
 			     double heard_ago, Ps__NodeStatus current)
 {
 	struct liveness_view v = {
-		.in_gossip = true,
-		.swim = st,
-		.serving = serving,
-		.heard_ago = heard_ago,
-		.current = current,
+	    .in_gossip = true,
+	    .swim = st,
+	    .serving = serving,
+	    .heard_ago = heard_ago,
+	    .current = current,
 	};
 	return liveness_status(&v, TIMEOUT);
 }
@@ -31,9 +31,9 @@ static Ps__NodeStatus gossip(enum swim_status st, bool serving,
 static Ps__NodeStatus http(double beat_ago, Ps__NodeStatus current)
 {
 	struct liveness_view v = {
-		.in_gossip = false,
-		.beat_ago = beat_ago,
-		.current = current,
+	    .in_gossip = false,
+	    .beat_ago = beat_ago,
+	    .current = current,
 	};
 	return liveness_status(&v, TIMEOUT);
 }

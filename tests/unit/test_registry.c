@@ -1004,7 +1004,8 @@ static void test_status_names(void **state)
 	assert_string_equal(node_status_name((Ps__NodeStatus)-1), "unknown");
 }
 
-/* ---- regressions: bugs found by these tests, since fixed ------------------ */
+/* ---- regressions: bugs found by these tests, since fixed ------------------
+ */
 
 /*
  * url_valid() only looks at the first byte after "scheme://": '?', '#' and
@@ -1118,7 +1119,7 @@ int main(void)
 	};
 	int failed = cmocka_run_group_tests_name("registry", tests, NULL, NULL);
 	/* Regression tests for bugs found and fixed. */
-	failed += cmocka_run_group_tests_name("registry known bugs",
-						      known_bugs, NULL, NULL);
+	failed += cmocka_run_group_tests_name("registry known bugs", known_bugs,
+					      NULL, NULL);
 	return failed;
 }

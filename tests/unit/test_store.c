@@ -186,7 +186,6 @@ static void spit(const char *path, const void *data, size_t len)
 	close(fd);
 }
 
-
 /* Writes bytes to path and expects a clean -EBADMSG: no snapshot, and a
  * message naming the file. */
 static void expect_damaged(const char *path, const uint8_t *data, size_t len,
@@ -592,7 +591,8 @@ static void test_failed_save_leaves_no_tmp(void **state)
 	assert_only(f->dir, "registry.snap");
 }
 
-/* ---- regressions: bugs found by these tests, since fixed ------------------ */
+/* ---- regressions: bugs found by these tests, since fixed ------------------
+ */
 
 /*
  * Fills out[] with a path of exactly len bytes under dir, creating the
@@ -717,7 +717,7 @@ int main(void)
 	};
 	int failed = cmocka_run_group_tests_name("store", tests, NULL, NULL);
 	/* Regression tests for bugs found and fixed. */
-	failed += cmocka_run_group_tests_name("store known bugs",
-						      known_bugs, NULL, NULL);
+	failed += cmocka_run_group_tests_name("store known bugs", known_bugs,
+					      NULL, NULL);
 	return failed;
 }

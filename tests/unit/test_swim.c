@@ -602,9 +602,11 @@ static void second_ping_case(bool second_delivered)
 	config_gossip_defaults(&cfg);
 	snprintf(cfg.cluster_id, sizeof(cfg.cluster_id), "%s", CLUSTER);
 	assert_int_equal(swim_new(&cfg, "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
-				  &p.aa, 1, p.t, &p.a), 0);
+				  &p.aa, 1, p.t, &p.a),
+			 0);
 	assert_int_equal(swim_new(&cfg, "9d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
-				  &p.ba, 2, p.t, &p.b), 0);
+				  &p.ba, 2, p.t, &p.b),
+			 0);
 	bid = *swim_self_id(p.b);
 	assert_int_equal(swim_add_member(p.a, &bid, &p.ba, 0, p.t), 0);
 	assert_int_equal(swim_add_member(p.b, swim_self_id(p.a), &p.aa, 0, p.t),
@@ -809,16 +811,16 @@ static void detect_bound(const struct sim_config *cfg, size_t n,
 	const struct swim_config *c = &cfg->swim;
 	double hop = cfg->delay + cfg->jitter;
 	double g = c->gossip_nodes > 0 ? c->gossip_nodes : 1;
-	double susp_min = c->suspicion_mult * log10((double)n) *
-			  c->probe_interval;
+	double susp_min =
+	    c->suspicion_mult * log10((double)n) * c->probe_interval;
 	double rounds = log((double)n) / log(1.0 + g) + log((double)n) / g;
 
 	if (susp_min < c->probe_interval)
 		susp_min = c->probe_interval;
 	*first_dead = (DETECT_PROBE_PERIODS + 1.0) * c->probe_interval +
 		      c->suspicion_max_mult * susp_min + 4 * hop;
-	*all_dead = *first_dead + DETECT_SPREAD_MARGIN * rounds *
-				      (c->gossip_interval + hop);
+	*all_dead = *first_dead +
+		    DETECT_SPREAD_MARGIN * rounds * (c->gossip_interval + hop);
 }
 
 static void crash_detected(size_t n, uint64_t seed, bool report)
@@ -1169,7 +1171,8 @@ static bool cond_refuted(struct sim *sim, void *ctx)
 	const struct refuted *w = ctx;
 	uint64_t inc = swim_self_incarnation(sim_swim(sim, w->subject));
 
-	return inc > w->above && views_not(sim, w->subject, alive_at, &inc) == 0;
+	return inc > w->above &&
+	       views_not(sim, w->subject, alive_at, &inc) == 0;
 }
 
 /*
@@ -1193,8 +1196,8 @@ static void test_refutation(void **state)
 	/* The shortest a suspicion can last here. */
 	susp_min = cfg.suspicion_mult * log10((double)n) * cfg.probe_interval;
 	form(sim, n, 1, 20);
-	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained,
-				      NULL));
+	SIM_ASSERT(
+	    sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained, NULL));
 	r.above = swim_self_incarnation(sim_swim(sim, x));
 	/* Cut off both ways until someone suspects it. */
 	sim_block_inbound(sim, x, true);
@@ -1234,8 +1237,8 @@ static void test_nacks(void **state)
 
 	(void)state;
 	form(sim, n, 2, 20);
-	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained,
-				      NULL));
+	SIM_ASSERT(
+	    sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained, NULL));
 	sim_crash(sim, x);
 	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.05,
 				      cond_all_see, &dead));
@@ -1306,8 +1309,8 @@ static void test_suspicion_confirmations(void **state)
 	for (size_t i = 0; i < n; i++)
 		w.suspect[i] = w.dead[i] = -1;
 	form(sim, n, 2, 20);
-	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained,
-				      NULL));
+	SIM_ASSERT(
+	    sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained, NULL));
 	sim_set_event_hook(sim, on_susp_times, &w);
 	sim_crash(sim, x);
 	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.05,
@@ -1333,8 +1336,9 @@ static void test_suspicion_confirmations(void **state)
 	       declarers, shortest, lo, hi);
 	SIM_ASSERT(declarers >= 1);
 	/* At least one confirmation: max - log(2)/log(k+1) (max - min). */
-	SIM_ASSERT(shortest <= hi - log(2.0) / log(cfg.indirect_checks + 1.0) *
-					(hi - lo) + 1e-9);
+	SIM_ASSERT(shortest <=
+		   hi - log(2.0) / log(cfg.indirect_checks + 1.0) * (hi - lo) +
+		       1e-9);
 	free(w.suspect);
 	free(w.dead);
 	sim_free(sim);
@@ -1397,9 +1401,11 @@ static void test_buddy_system(void **state)
 	/* A suspicion long enough to outlast the dissemination. */
 	cfg.suspicion_mult = 10;
 	assert_int_equal(swim_new(&cfg, "8d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
-				  &p.aa, 1, p.t, &p.a), 0);
+				  &p.aa, 1, p.t, &p.a),
+			 0);
 	assert_int_equal(swim_new(&cfg, "9d0e4a8e-0b4e-4c1e-9a53-1f2b3c4d5e6f",
-				  &p.ba, 2, p.t, &p.b), 0);
+				  &p.ba, 2, p.t, &p.b),
+			 0);
 	bid = *swim_self_id(p.b);
 	fill_id(&cid, 40);
 	assert_int_equal(swim_add_member(p.a, &bid, &p.ba, 0, p.t), 0);
@@ -1493,8 +1499,8 @@ static void test_anti_entropy_repair(void **state)
 	cfg.swim.retransmit_mult = 1;
 	SIM_ASSERT(sim_new(&cfg, &sim) == 0);
 	SIM_ASSERT(sim_bootstrap(sim, n) == 0);
-	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained,
-				      NULL));
+	SIM_ASSERT(
+	    sim_run_until_cond(sim, sim_now(sim) + 30, 0.5, sim_drained, NULL));
 	SIM_ASSERT(swim_set_meta(sim_swim(sim, x), meta, sizeof(meta),
 				 sim_now(sim)) == 0);
 	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 30, 0.05, sim_drained,
@@ -1617,8 +1623,8 @@ static void burst_case(unsigned batch)
 	cfg.batch = batch;
 	SIM_ASSERT(sim_new(&cfg, &sim) == 0);
 	SIM_ASSERT(sim_bootstrap(sim, n) == 0);
-	SIM_ASSERT(sim_run_until_cond(sim, sim_now(sim) + 10, 0.1, sim_drained,
-				      NULL));
+	SIM_ASSERT(
+	    sim_run_until_cond(sim, sim_now(sim) + 10, 0.1, sim_drained, NULL));
 	sim_set_event_hook(sim, on_burst, &b);
 	for (int wave = 0; wave < 2; wave++) {
 		sim_pause(sim, obs);

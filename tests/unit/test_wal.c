@@ -594,7 +594,7 @@ static void test_huge_length(void **state)
 		assert_non_null(strstr(err, "impossible batch length"));
 		assert_true(realloc_largest <= len);
 		put_be32(data + b.off[1],
-		      (uint32_t)(b.off[2] - b.off[1] - WAL_FRAME_HDR));
+			 (uint32_t)(b.off[2] - b.off[1] - WAL_FRAME_HDR));
 		/* At the end: a torn tail. */
 		put_be32(data + b.off[2], huge[k]);
 		spit(f->other, data, len);
@@ -603,12 +603,12 @@ static void test_huge_length(void **state)
 		evlog_check(&got, &want, 0, 6);
 		assert_true(realloc_largest <= len);
 		put_be32(data + b.off[2],
-		      (uint32_t)(len - b.off[2] - WAL_FRAME_HDR));
+			 (uint32_t)(len - b.off[2] - WAL_FRAME_HDR));
 	}
 	/* A record's own length, inside a batch whose checksum holds. */
 	put_be32(data + b.off[2] + WAL_FRAME_HDR, 0xfffffff0u);
 	put_be32(data + b.off[2] + 4,
-	      store_crc32(data + b.off[2] + 8, len - b.off[2] - 8));
+		 store_crc32(data + b.off[2] + 8, len - b.off[2] - 8));
 	spit(f->other, data, len);
 	replay_damaged(f->other, &got);
 	free(data);
