@@ -46,20 +46,19 @@ enum route_id {
 
 /*
  * What a route (and method) is, as the checks in api.c's on_request() see
- * it, in the order they run. WRITE, COORDINATOR and DURABLE describe the
- * contract membership keeps for the request (handle() answers
- * NOT_COORDINATOR, holds the reply until the group commit); the api itself
- * acts on CLUSTER, AUTH_READS and CACHEABLE.
+ * it, in the order they run: WRITE (the token), CLUSTER, AUTH_READS and
+ * CACHEABLE. Coordinator-only and durable are membership's request table's
+ * (dispatch.c), checked where the request is answered.
  */
 enum route_flag {
-	ROUTE_WRITE = 1u << 0,	     /* changes state: always needs api_token */
-	ROUTE_AUTH_READS = 1u << 1,  /* a read that needs api_token when
-					api_token_reads is on */
-	ROUTE_CLUSTER = 1u << 2,     /* 503 CLUSTER_DISABLED when clustering is
-					off */
-	ROUTE_CACHEABLE = 1u << 3,   /* a GET served from the read cache */
-	ROUTE_COORDINATOR = 1u << 4, /* only the coordinator answers it */
-	ROUTE_DURABLE = 1u << 5,     /* acknowledged once on disk */
+	ROUTE_WRITE = 1u << 0,	    /* changes state: always needs api_token */
+	ROUTE_AUTH_READS = 1u << 1, /* a read that needs api_token when
+				       api_token_reads is on */
+	ROUTE_CLUSTER = 1u << 2,    /* 503 CLUSTER_DISABLED when clustering is
+				       off */
+	ROUTE_CACHEABLE = 1u << 3,  /* a GET served from the read cache */
+	/* Which requests only the coordinator takes, and which are held for
+	 * the disk, is membership's to say: its request table (dispatch.c). */
 };
 
 /* How the answer is made. */
@@ -104,8 +103,8 @@ void route_match(int method, const char *path, size_t len,
  * Checks the table's invariants: every route has a path, an Allow list
  * naming exactly its methods (plus OPTIONS), a builder for every method
  * membership answers and a renderer for every JSON answer; paths are
- * unique; writes are never cacheable; COORDINATOR and DURABLE only on
- * writes. Returns 0, or -EINVAL with the first broken one described in msg.
+ * unique; writes are never cacheable. Returns 0, or -EINVAL with the first
+ * broken one described in msg.
  */
 int route_table_check(char *msg, size_t msglen);
 

@@ -911,16 +911,16 @@ static const struct route route_table[ROUTE_MAX] = {
 	[ROUTE_NODE] = { "/api/cluster/nodes/{id}", "GET, DELETE, OPTIONS",
 		ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 2, {
 		READ(ROUTE_CACHEABLE, build_node_id, render_node),
-		WRITE(HTTP_DELETE, ROUTE_COORDINATOR | ROUTE_DURABLE,
+		WRITE(HTTP_DELETE, 0,
 		      build_node_id, render_removed) } },
 	[ROUTE_REGISTER] = { "/api/cluster/register", "POST, OPTIONS",
 		ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
-		WRITE(HTTP_POST, ROUTE_COORDINATOR | ROUTE_DURABLE,
+		WRITE(HTTP_POST, 0,
 		      build_register_req, render_node) } },
 	/* Heartbeats are not waited on: a lost one is the next one. */
 	[ROUTE_HEARTBEAT] = { "/api/cluster/heartbeat/{nodeId}", "POST, OPTIONS",
 		ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
-		WRITE(HTTP_POST, ROUTE_COORDINATOR, build_heartbeat_req,
+		WRITE(HTTP_POST, 0, build_heartbeat_req,
 		      render_heartbeat) } },
 	/* Status pages answer with clustering off: they say that it is. */
 	[ROUTE_STATUS] = { "/api/cluster/status", "GET, OPTIONS",
@@ -931,11 +931,11 @@ static const struct route route_table[ROUTE_MAX] = {
 		READ(ROUTE_CACHEABLE, build_empty, render_health) } },
 	[ROUTE_ENABLE_SERVING] = { "/api/cluster/enable-serving",
 		"POST, OPTIONS", ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
-		WRITE(HTTP_POST, ROUTE_DURABLE, build_serving,
+		WRITE(HTTP_POST, 0, build_serving,
 		      render_serving) } },
 	[ROUTE_DISABLE_SERVING] = { "/api/cluster/disable-serving",
 		"POST, OPTIONS", ROUTE_CLUSTER, ROUTE_ANSWER_JSON, 1, {
-		WRITE(HTTP_POST, ROUTE_DURABLE, build_serving,
+		WRITE(HTTP_POST, 0, build_serving,
 		      render_serving) } },
 	[ROUTE_SERVICE_STATUS] = { "/api/cluster/service-status",
 		"GET, OPTIONS", 0, ROUTE_ANSWER_JSON, 1, {
@@ -999,11 +999,6 @@ int route_table_check(char *msg, size_t msglen)
 				return check_fail(
 				    msg, msglen, r,
 				    "a write is cacheable or a read");
-			if (!write &&
-			    (rm->flags & (ROUTE_COORDINATOR | ROUTE_DURABLE)))
-				return check_fail(
-				    msg, msglen, r,
-				    "a read is coordinator-only or durable");
 			if ((rm->build == NULL) !=
 			    (rt->answer == ROUTE_ANSWER_STREAM))
 				return check_fail(

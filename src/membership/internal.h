@@ -246,6 +246,9 @@ void dispatch_make_uuid(char out[37]);
  * was not made durable (and was undone). */
 void dispatch_refused(struct membership *m, struct client *c, uint64_t id);
 void dispatch_handle(struct membership *m, struct client *c, Ps__Request *req);
+/* True for request kinds that read the registry (they wait for a commit
+ * of staged writes: persist_read_waits). */
+bool dispatch_is_read(const Ps__Request *req);
 
 /* events.c: events for observers */
 void events_node(struct membership *m, const char *type, const char *id,

@@ -453,24 +453,11 @@ static void staged_settle(struct membership *m, bool durable)
 	buf_reset(&m->staged_bytes);
 }
 
-static bool is_registry_read(const Ps__Request *req)
-{
-	switch (req->body_case) {
-	case PS__REQUEST__BODY_LIST_NODES:
-	case PS__REQUEST__BODY_GET_HEALTH:
-	case PS__REQUEST__BODY_GET_NODE:
-	case PS__REQUEST__BODY_GET_STATUS:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /* True if `req` must wait for the persist_commit; it is then kept. */
 bool persist_read_waits(struct membership *m, struct client *c,
 			const Ps__Request *req)
 {
-	if (m->nstaged == 0 || !is_registry_read(req))
+	if (m->nstaged == 0 || !dispatch_is_read(req))
 		return false;
 	if (m->nwaiting == READS_WAITING_MAX) {
 		persist_commit(

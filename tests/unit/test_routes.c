@@ -60,8 +60,6 @@ static void test_table_walk(void **state)
 				assert_false(rt->flags & ROUTE_CACHEABLE);
 			} else {
 				assert_int_equal(rm->method, HTTP_GET);
-				assert_false(rm->flags & ROUTE_DURABLE);
-				assert_false(rm->flags & ROUTE_COORDINATOR);
 			}
 		}
 		/* GET, POST, DELETE, OPTIONS: every method Allow names other
