@@ -335,7 +335,8 @@ static void test_set_serving_is_held_and_announced(void **state)
 }
 
 /* A commit that fails undoes a client's status and serving changes: 503
- * for both, the status and the mode as before, no event. */
+ * for both, the status, the mode and the registry version as before, no
+ * event. */
 static void test_failed_commit_undoes_status_and_serving(void **state)
 {
 	struct mproc *f = *state;
@@ -344,6 +345,7 @@ static void test_failed_commit_undoes_status_and_serving(void **state)
 	struct mproc_peer *sub = mproc_client(f, m), *w = mproc_client(f, m);
 	registered(f, m, w, "node-a");
 	mproc_subscribe(f, m, sub);
+	uint64_t version = m->reg.version;
 
 	wal_fdatasync = mproc_fdatasync_eio;
 	heartbeat(m, w, 1, "node-a", true, PS__NODE_STATUS__NODE_DISABLED);
@@ -366,6 +368,7 @@ static void test_failed_commit_undoes_status_and_serving(void **state)
 	assert_true(m->serving);
 	assert_int_equal(registry_find(&m->reg, m->self_id)->pb.status,
 			 PS__NODE_STATUS__NODE_ACTIVE);
+	assert_int_equal(m->reg.version, version);
 }
 
 /* ---- the rest ----------------------------------------------------------- */

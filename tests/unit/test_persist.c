@@ -250,8 +250,9 @@ static void test_failed_commit_undoes(void **state)
 	assert_int_equal(persist_commit(m), 0);
 	Ps__Reply *r[MPROC_REPLIES_MAX];
 	mproc_free_replies(r, mproc_drain(f, writer, r));
+	events_registry_if_changed(m); /* as the loop does after a commit */
 	mproc_subscribe(f, m, sub);
-	uint64_t undone = m->n_undone;
+	uint64_t undone = m->n_undone, version = m->reg.version;
 
 	wal_fdatasync = mproc_fdatasync_eio;
 	mproc_register(m, writer, 10, "node-new", "http://10.0.0.3:8080", NULL);
@@ -263,9 +264,14 @@ static void test_failed_commit_undoes(void **state)
 	assert_null(registry_find(&m->reg, "node-del"));
 
 	assert_int_equal(persist_commit(m), -EIO);
+	events_registry_if_changed(m);
 	wal_fdatasync = fdatasync;
 	assert_int_equal(m->n_undone, undone + 3);
 	assert_true(m->store_failed);
+	/* The version is the state's: the one on disk, which a restart
+	 * brings back. Left past it, the next writes would reuse versions
+	 * readers had already seen for other content. */
+	assert_int_equal(m->reg.version, version);
 
 	const uint64_t ids[] = {10, 11, 12};
 	expect_refused(f, writer, ids, 3);
@@ -277,12 +283,14 @@ static void test_failed_commit_undoes(void **state)
 	assert_int_equal(list->n_nodes, 2);
 	assert_false(mproc_lists(list, "node-new"));
 	assert_true(mproc_lists(list, "node-del"));
+	assert_int_equal(list->registry_version, version);
 	ps__reply__free_unpacked(list, NULL);
 
 	/* A restart (after a crash: no snapshot) finds the state before. */
 	mproc_close(m);
 	m = f->m = mproc_open(f);
 	expect_state_before(m);
+	assert_int_equal(m->reg.version, version);
 }
 
 /* A failed commit must not let a later successful sync write the refused
