@@ -119,6 +119,10 @@ struct staged {
 	bool prev_serving; /* serving change: the mode before */
 	int64_t prev_changed_ms;
 	const char *event; /* node event type, NULL: a serving change */
+	/* Registry version before the write and once it was made (logged):
+	 * an undo takes back the versions it added, so the version stays the
+	 * one on disk for the state it names. */
+	uint64_t version_before, version_after;
 };
 
 /* Reads that arrive while writes are staged wait for the commit, so no
@@ -218,8 +222,11 @@ void membership_fmt_addr(const struct swim_addr *a, char out[32]);
 /* persist.c: the store */
 int persist_snapshot(struct membership *m);
 int persist_flush(struct membership *m);
+/* sync: n was changed by the client write staged last (persist_stage_*),
+ * whose reply waits for the commit; false: synced lazily. */
 void persist_log_node(struct membership *m, const struct reg_node *n,
 		      bool sync);
+/* Both log the client write staged last. */
 void persist_log_remove(struct membership *m, const char *id);
 void persist_log_serving(struct membership *m);
 int persist_open_log(struct membership *m);

@@ -104,9 +104,12 @@ int persist_flush(struct membership *m)
 	return 0;
 }
 
-/* A record the log could not take goes to disk by snapshot instead. */
+/* A record the log could not take goes to disk by snapshot instead. A
+ * sync record is the staged write's: it is made, at this version. */
 static void wal_logged(struct membership *m, int rc, bool sync)
 {
+	if (sync && m->nstaged)
+		m->staged[m->nstaged - 1].version_after = m->reg.version;
 	if (rc == 0)
 		return;
 	m->dirty_lazy = true;
@@ -379,6 +382,7 @@ bool persist_stage_node(struct membership *m, const char *id, const char *event)
 	st->existed = n != NULL;
 	st->off = off;
 	st->len = len;
+	st->version_before = st->version_after = m->reg.version;
 	return true;
 }
 
@@ -398,6 +402,7 @@ void persist_stage_serving(struct membership *m)
 	st->prev_serving = m->serving;
 	st->prev_changed_ms = m->changed_ms;
 	st->off = m->staged_bytes.len;
+	st->version_before = st->version_after = m->reg.version;
 }
 
 static void staged_undo(struct membership *m, const struct staged *st)
@@ -431,8 +436,15 @@ static void staged_settle(struct membership *m, bool durable)
 		if (m->wal)
 			wal_discard(m->wal);
 		m->dirty_lazy = true;
-		for (size_t i = m->nstaged; i-- > 0;)
-			staged_undo(m, &m->staged[i]);
+		/* The versions the writes added go with them (undoing moves
+		 * the version too); other changes of the pass keep theirs. */
+		uint64_t version = m->reg.version;
+		for (size_t i = m->nstaged; i-- > 0;) {
+			const struct staged *st = &m->staged[i];
+			version -= st->version_after - st->version_before;
+			staged_undo(m, st);
+		}
+		m->reg.version = version;
 		m->n_undone += m->nstaged;
 		log_warn("%zu change(s) undone: not durable", m->nstaged);
 	}
