@@ -26,6 +26,8 @@ void dispatch_error(Ps__Reply *r, Ps__Error *e, const char *code,
 void dispatch_send_reply(struct membership *m, struct client *c,
 			 const Ps__Reply *reply)
 {
+	if (reply->registry_version > m->version_shown)
+		m->version_shown = reply->registry_version;
 	int rc = ipc_conn_send(c->conn, &reply->base);
 	if (rc == -EMSGSIZE || rc == -ENOBUFS) {
 		/* Too big, or the client has not read what it asked for

@@ -19,6 +19,8 @@ static void emit(struct membership *m, Ps__Event *ev)
 		return;
 	ev->has_registry_version = true;
 	ev->registry_version = visible_version(m);
+	if (ev->registry_version > m->version_shown)
+		m->version_shown = ev->registry_version;
 	for (struct client *c = m->clients; c; c = c->next) {
 		if (!c->subscriber)
 			continue;

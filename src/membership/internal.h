@@ -158,6 +158,10 @@ struct membership {
 	size_t nclients;
 	size_t nfollowers, nsubscribers;
 	uint64_t event_version; /* registry version last announced */
+	/* Highest registry version any client was told (events, replies): an
+	 * undo never takes the version below it, so no observer sees the
+	 * version go back. */
+	uint64_t version_shown;
 	uint64_t next_serial;
 	/* Group commit state. */
 	struct wal *wal;

@@ -444,7 +444,10 @@ static void staged_settle(struct membership *m, bool durable)
 			version -= st->version_after - st->version_before;
 			staged_undo(m, st);
 		}
-		m->reg.version = version;
+		/* ...but never below what a client was already told (a
+		 * gossip status of this pass may have been announced). */
+		m->reg.version =
+		    version > m->version_shown ? version : m->version_shown;
 		m->n_undone += m->nstaged;
 		log_warn("%zu change(s) undone: not durable", m->nstaged);
 	}
