@@ -251,6 +251,19 @@ void mproc_register(struct membership *m, struct mproc_peer *p, uint64_t rid,
 	dispatch_handle(m, p->c, &req);
 }
 
+struct reg_node *mproc_registered(struct mproc *f, struct membership *m,
+				  struct mproc_peer *p, const char *id)
+{
+	mproc_register(m, p, 100, id, "http://10.0.0.1:8080", NULL);
+	assert_int_equal(persist_commit(m), 0);
+	Ps__Reply *r = mproc_expect_one(f, p, 100);
+	assert_null(r->error);
+	ps__reply__free_unpacked(r, NULL);
+	struct reg_node *n = registry_find(&m->reg, id);
+	assert_non_null(n);
+	return n;
+}
+
 void mproc_request(struct membership *m, struct mproc_peer *p, uint64_t rid,
 		   Ps__Request__BodyCase kind, const char *id)
 {

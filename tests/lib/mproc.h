@@ -86,6 +86,10 @@ void mproc_register(struct membership *m, struct mproc_peer *p, uint64_t rid,
  * SUBSCRIBE); id is ignored for the empty ones. */
 void mproc_request(struct membership *m, struct mproc_peer *p, uint64_t rid,
 		   Ps__Request__BodyCase kind, const char *id);
+/* Registers id (url http://10.0.0.1:8080) for client p, commits and
+ * consumes the reply, which must be a success; returns the entry. */
+struct reg_node *mproc_registered(struct mproc *f, struct membership *m,
+				  struct mproc_peer *p, const char *id);
 /* Subscribes p (MPROC_SUBSCRIBE_ID) and consumes the first reply. */
 void mproc_subscribe(struct mproc *f, struct membership *m,
 		     struct mproc_peer *p);

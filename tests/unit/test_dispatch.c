@@ -57,17 +57,6 @@ static void set_serving(struct membership *m, struct mproc_peer *p,
 	dispatch_handle(m, p->c, &req);
 }
 
-/* Registers id and commits; the reply is consumed. */
-static void registered(struct mproc *f, struct membership *m,
-		       struct mproc_peer *p, const char *id)
-{
-	mproc_register(m, p, 100, id, "http://10.0.0.1:8080", NULL);
-	assert_int_equal(persist_commit(m), 0);
-	Ps__Reply *r = mproc_expect_one(f, p, 100);
-	assert_null(r->error);
-	ps__reply__free_unpacked(r, NULL);
-}
-
 /* A write just handled for w: held, as is its event for sub, until the
  * commit; returns w's reply after it (free with
  * ps__reply__free_unpacked). */
@@ -103,7 +92,7 @@ static void test_register_update_is_held_and_announced(void **state)
 	struct mproc *f = *state;
 	struct membership *m = f->m = mproc_open(f);
 	struct mproc_peer *sub = mproc_client(f, m), *w = mproc_client(f, m);
-	registered(f, m, w, "node-a");
+	mproc_registered(f, m, w, "node-a");
 	mproc_subscribe(f, m, sub);
 
 	mproc_register(m, w, 2, "node-a", "http://10.0.0.2:8080", NULL);
@@ -190,7 +179,7 @@ static void test_writes_refused_while_store_failed(void **state)
 	struct mproc *f = *state;
 	struct membership *m = f->m = mproc_open(f);
 	struct mproc_peer *w = mproc_client(f, m);
-	registered(f, m, w, "node-a");
+	mproc_registered(f, m, w, "node-a");
 	m->store_failed = true;
 	mproc_register(m, w, 1, "node-b", "http://10.0.0.2:8080", NULL);
 	mproc_request(m, w, 2, PS__REQUEST__BODY_DELETE_NODE, "node-a");
@@ -232,7 +221,7 @@ static void test_heartbeat_status_is_held(void **state)
 	struct mproc *f = *state;
 	struct membership *m = f->m = mproc_open(f);
 	struct mproc_peer *sub = mproc_client(f, m), *w = mproc_client(f, m);
-	registered(f, m, w, "node-a");
+	mproc_registered(f, m, w, "node-a");
 	mproc_subscribe(f, m, sub);
 
 	heartbeat(m, w, 1, "node-a", false, 0);
@@ -257,7 +246,7 @@ static void test_get_node(void **state)
 	struct mproc *f = *state;
 	struct membership *m = f->m = mproc_open(f);
 	struct mproc_peer *w = mproc_client(f, m);
-	registered(f, m, w, "node-a");
+	mproc_registered(f, m, w, "node-a");
 	mproc_request(m, w, 1, PS__REQUEST__BODY_GET_NODE, "node-a");
 	Ps__Reply *r = mproc_expect_one(f, w, 1);
 	assert_null(r->error);
@@ -274,7 +263,7 @@ static void test_delete(void **state)
 	struct mproc *f = *state;
 	struct membership *m = f->m = mproc_open(f);
 	struct mproc_peer *sub = mproc_client(f, m), *w = mproc_client(f, m);
-	registered(f, m, w, "node-a");
+	mproc_registered(f, m, w, "node-a");
 	mproc_subscribe(f, m, sub);
 
 	/* Refusals: nothing stays staged, nothing is held. */
@@ -343,7 +332,7 @@ static void test_failed_commit_undoes_status_and_serving(void **state)
 	struct membership *m = f->m = mproc_open(f);
 	mproc_self(m);
 	struct mproc_peer *sub = mproc_client(f, m), *w = mproc_client(f, m);
-	registered(f, m, w, "node-a");
+	mproc_registered(f, m, w, "node-a");
 	mproc_subscribe(f, m, sub);
 	uint64_t version = m->reg.version;
 
@@ -417,7 +406,7 @@ static void test_list_and_health(void **state)
 	struct mproc *f = *state;
 	struct membership *m = f->m = mproc_open(f);
 	struct mproc_peer *w = mproc_client(f, m);
-	registered(f, m, w, "node-a");
+	mproc_registered(f, m, w, "node-a");
 	mproc_request(m, w, 1, PS__REQUEST__BODY_LIST_NODES, NULL);
 	Ps__Reply *r = mproc_expect_one(f, w, 1);
 	assert_null(r->error);
