@@ -574,6 +574,59 @@ static void test_events_worker_shows_replica_version(void **state)
 	assert_int_equal(m->version_shown, 9);
 }
 
+/* A subscriber as membership.c keeps one (its close hook frees the
+ * client), whose reader is stuck: its output buffer is full. The test's
+ * end of the socket is returned in *fd. */
+static struct client *stuck_subscriber(struct membership *m, int *fd)
+{
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX,
+				    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    0, sv),
+			 0);
+	struct client *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	c->m = m;
+	c->serial = ++m->next_serial;
+	c->conn = ipc_conn_new(m->loop, sv[0], on_frame, on_client_close, c);
+	assert_non_null(c->conn);
+	c->subscriber = true;
+	c->subscribe_id = MPROC_SUBSCRIBE_ID;
+	c->next = m->clients;
+	m->clients = c;
+	m->nclients++;
+	m->nsubscribers++;
+	static uint8_t junk[1024 * 1024];
+	size_t queued = 0;
+	while (ipc_conn_send_frames(c->conn, junk, sizeof(junk)) == 0)
+		queued += sizeof(junk);
+	assert_true(queued + sizeof(junk) > IPC_WBUF_MAX);
+	*fd = sv[1];
+	return c;
+}
+
+/* An event a stuck subscriber cannot take closes it, and the others
+ * still get it: the close hook frees the client while emit() walks the
+ * list (a use after free under AddressSanitizer before the fix). */
+static void test_events_stuck_subscriber_is_closed(void **state)
+{
+	struct mproc *f = *state;
+	struct membership *m = f->m = mproc_open(f);
+	struct mproc_peer *sub = mproc_client(f, m);
+	mproc_subscribe(f, m, sub);
+	int fd;
+	stuck_subscriber(m, &fd);
+	assert_int_equal(m->nsubscribers, 2);
+
+	admitted(m); /* its "registered" event */
+	assert_int_equal(m->nsubscribers, 1);
+	assert_int_equal(m->nclients, 1);
+	assert_ptr_equal(m->clients, sub->c);
+	expect_node_event(f, sub, "registered", PEER_A,
+			  PS__NODE_STATUS__NODE_ACTIVE);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -606,6 +659,8 @@ int main(void)
 		test_events_registry_once_per_version, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_events_worker_shows_replica_version, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_events_stuck_subscriber_is_closed, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
