@@ -131,10 +131,9 @@ static void on_close(struct ipc_conn *conn, int reason, void *ud)
 	c->conn = NULL;
 }
 
-struct mproc_peer *mproc_client(struct mproc *f, struct membership *m)
+struct client *mproc_client_new(struct membership *m, ipc_close_fn close_fn,
+				int *fd)
 {
-	assert_true(f->npeers < MPROC_PEERS_MAX);
-	struct mproc_peer *p = &f->peers[f->npeers++];
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX,
 				    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -144,13 +143,20 @@ struct mproc_peer *mproc_client(struct mproc *f, struct membership *m)
 	assert_non_null(c);
 	c->m = m;
 	c->serial = ++m->next_serial;
-	c->conn = ipc_conn_new(f->loop, sv[0], on_frame_unused, on_close, c);
+	c->conn = ipc_conn_new(m->loop, sv[0], on_frame_unused, close_fn, c);
 	assert_non_null(c->conn);
 	c->next = m->clients;
 	m->clients = c;
 	m->nclients++;
-	p->c = c;
-	p->fd = sv[1];
+	*fd = sv[1];
+	return c;
+}
+
+struct mproc_peer *mproc_client(struct mproc *f, struct membership *m)
+{
+	assert_true(f->npeers < MPROC_PEERS_MAX);
+	struct mproc_peer *p = &f->peers[f->npeers++];
+	p->c = mproc_client_new(m, on_close, &p->fd);
 	p->len = 0;
 	return p;
 }

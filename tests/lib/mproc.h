@@ -59,6 +59,11 @@ void mproc_close(struct membership *m);
 
 /* A client of m. */
 struct mproc_peer *mproc_client(struct mproc *f, struct membership *m);
+/* A client of m that the test does not keep: close_fn owns it (and, like
+ * membership.c's hook, unlinks and frees it). The test's end of the
+ * socket is returned in *fd; the test closes it. */
+struct client *mproc_client_new(struct membership *m, ipc_close_fn close_fn,
+				int *fd);
 /* Lets the loop write what membership queued, then returns in out the
  * replies that reached p (free them with mproc_free_replies). */
 size_t mproc_drain(struct mproc *f, struct mproc_peer *p,

@@ -579,29 +579,15 @@ static void test_events_worker_shows_replica_version(void **state)
  * end of the socket is returned in *fd. */
 static struct client *stuck_subscriber(struct membership *m, int *fd)
 {
-	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX,
-				    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				    0, sv),
-			 0);
-	struct client *c = calloc(1, sizeof(*c));
-	assert_non_null(c);
-	c->m = m;
-	c->serial = ++m->next_serial;
-	c->conn = ipc_conn_new(m->loop, sv[0], on_frame, on_client_close, c);
-	assert_non_null(c->conn);
+	struct client *c = mproc_client_new(m, on_client_close, fd);
 	c->subscriber = true;
 	c->subscribe_id = MPROC_SUBSCRIBE_ID;
-	c->next = m->clients;
-	m->clients = c;
-	m->nclients++;
 	m->nsubscribers++;
 	static uint8_t junk[1024 * 1024];
 	size_t queued = 0;
 	while (ipc_conn_send_frames(c->conn, junk, sizeof(junk)) == 0)
 		queued += sizeof(junk);
 	assert_true(queued + sizeof(junk) > IPC_WBUF_MAX);
-	*fd = sv[1];
 	return c;
 }
 
