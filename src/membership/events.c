@@ -21,7 +21,10 @@ static void emit(struct membership *m, Ps__Event *ev)
 	ev->registry_version = visible_version(m);
 	if (ev->registry_version > m->version_shown)
 		m->version_shown = ev->registry_version;
-	for (struct client *c = m->clients; c; c = c->next) {
+	/* Closing a client frees it (membership.c's close hook): take its
+	 * successor first. */
+	for (struct client *c = m->clients, *next; c; c = next) {
+		next = c->next;
 		if (!c->subscriber)
 			continue;
 		Ps__Reply r = PS__REPLY__INIT;
