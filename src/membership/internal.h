@@ -223,6 +223,13 @@ void membership_self_refresh(struct membership *m);
 void membership_publish_meta(struct membership *m);
 void membership_fmt_addr(const struct swim_addr *a, char out[32]);
 
+/* The state with every bound set and nothing loaded or started (the
+ * process, and tests of the parts, start from it); NULL without memory.
+ * membership_free releases what it and the store hold (not the loop,
+ * clients, gossip or sockets: their owner closes those first). */
+struct membership *membership_new(const struct config *cfg);
+void membership_free(struct membership *m);
+
 /* persist.c: the store */
 int persist_snapshot(struct membership *m);
 int persist_flush(struct membership *m);

@@ -425,11 +425,11 @@ static int ensure_self(struct membership *m)
 	return 0;
 }
 
-int membership_main(const struct config *cfg, int sup_fd)
+struct membership *membership_new(const struct config *cfg)
 {
 	struct membership *m = calloc(1, sizeof(*m));
 	if (!m)
-		return 1;
+		return NULL;
 	m->cfg = cfg;
 	m->serving = true;
 	m->replica_at = -1;
@@ -445,6 +445,25 @@ int membership_main(const struct config *cfg, int sup_fd)
 		 cfg->data_dir);
 	snprintf(m->wal_path, sizeof(m->wal_path), "%s/registry.wal",
 		 cfg->data_dir);
+	return m;
+}
+
+void membership_free(struct membership *m)
+{
+	admit_fini(&m->admit);
+	wal_close(m->wal);
+	registry_fini(&m->reg);
+	buf_fini(&m->held_frames);
+	buf_fini(&m->staged_bytes);
+	buf_fini(&m->waiting_bytes);
+	free(m);
+}
+
+int membership_main(const struct config *cfg, int sup_fd)
+{
+	struct membership *m = membership_new(cfg);
+	if (!m)
+		return 1;
 	signal(SIGPIPE, SIG_IGN);
 
 	int rc = persist_load(m);
@@ -524,29 +543,17 @@ int membership_main(const struct config *cfg, int sup_fd)
 	/* Compact at shutdown: the next start loads one snapshot. */
 	if (persist_snapshot(m))
 		persist_flush(m);
-	wal_close(m->wal);
 	if (m->fetch)
 		fetch_cancel(m->fetch);
 	gossip_free(m->gossip);
-	admit_fini(&m->admit);
 	while (m->clients)
 		ipc_conn_close(m->clients->conn, 0);
 	close(m->listen_fd);
 	unlink(cfg->socket_path);
 	ev_loop_destroy(m->loop);
-	registry_fini(&m->reg);
-	buf_fini(&m->held_frames);
-	buf_fini(&m->staged_bytes);
-	buf_fini(&m->waiting_bytes);
-	free(m);
+	membership_free(m);
 	return 0;
 fail:
-	admit_fini(&m->admit);
-	wal_close(m->wal);
-	registry_fini(&m->reg);
-	buf_fini(&m->held_frames);
-	buf_fini(&m->staged_bytes);
-	buf_fini(&m->waiting_bytes);
-	free(m);
+	membership_free(m);
 	return 1;
 }

@@ -47,21 +47,9 @@ void mproc_free(struct mproc *f)
 
 struct membership *mproc_open(struct mproc *f)
 {
-	struct membership *m = calloc(1, sizeof(*m));
+	struct membership *m = membership_new(&f->cfg);
 	assert_non_null(m);
-	m->cfg = &f->cfg;
 	m->loop = f->loop;
-	m->serving = true;
-	m->replica_at = -1;
-	m->start_ms = m->changed_ms = time_wall_ms();
-	registry_init(&m->reg, f->cfg.metadata_max);
-	buf_init(&m->held_frames, COMMIT_PENDING_MAX * (size_t)64 * 1024);
-	buf_init(&m->staged_bytes, COMMIT_PENDING_MAX * (size_t)64 * 1024);
-	buf_init(&m->waiting_bytes, READS_WAITING_MAX * (size_t)1024);
-	snprintf(m->store_path, sizeof(m->store_path), "%s/registry.snap",
-		 f->cfg.data_dir);
-	snprintf(m->wal_path, sizeof(m->wal_path), "%s/registry.wal",
-		 f->cfg.data_dir);
 	assert_int_equal(persist_load(m), 0);
 	assert_int_equal(persist_open_log(m), 0);
 	m->n_over_limit = registry_count_over_limit(&m->reg);
@@ -93,12 +81,7 @@ void mproc_close(struct membership *m)
 {
 	while (m->clients)
 		ipc_conn_close(m->clients->conn, 0);
-	wal_close(m->wal);
-	registry_fini(&m->reg);
-	buf_fini(&m->held_frames);
-	buf_fini(&m->staged_bytes);
-	buf_fini(&m->waiting_bytes);
-	free(m);
+	membership_free(m);
 }
 
 /* ---- clients ------------------------------------------------------------ */
