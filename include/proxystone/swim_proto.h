@@ -168,6 +168,9 @@ const char *swim_msg_type_name(enum swim_msg_type t);
 int swim_id_parse(const char *str, struct swim_id *out);
 /* Lower-case text form. */
 void swim_id_format(const struct swim_id *id, char out[SWIM_ID_STR_LEN]);
+/* "a.b.c.d:port" plus NUL: at most 21 bytes. */
+#define SWIM_ADDR_STR_LEN 22
+void swim_addr_format(const struct swim_addr *a, char out[SWIM_ADDR_STR_LEN]);
 static inline bool swim_id_eq(const struct swim_id *a, const struct swim_id *b)
 {
 	return memcmp(a->b, b->b, SWIM_ID_LEN) == 0;

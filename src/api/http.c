@@ -232,6 +232,7 @@ struct http_server {
 	/* Idle connections, longest idle first: the first is closed when a
 	 * new connection arrives at conn_max. */
 	struct http_conn *idle_oldest, *idle_newest;
+	size_t n_idle; /* connections on the idle list */
 	/* Open connections per client: chained hash over a pool of
 	 * HTTP_CLIENTS_MAX(conn_max) entries, nbuckets chains. The hash is
 	 * keyed SipHash (random key per server), so a client cannot choose
@@ -568,6 +569,13 @@ static void conn_release_buffers(struct http_conn *c)
 	c->wpos = 0;
 }
 
+/* Idle connections that keep their buffers. A keep-alive client between
+ * two requests is idle too: freeing and reallocating ~20 KB of buffers
+ * around every request cost a tenth of the heartbeat rate. Past this many
+ * idle connections (a crowd of idle clients, not a busy one) each newly
+ * idle one gives its buffers back and costs only its struct (~1 KB). */
+#define HTTP_IDLE_WARM_MAX 64
+
 /* Puts c on or takes it off the idle list to match conn_is_idle(); a
  * connection that stays idle keeps its place. */
 static void conn_idle_update(struct http_conn *c)
@@ -576,12 +584,13 @@ static void conn_idle_update(struct http_conn *c)
 	bool idle = conn_is_idle(c);
 	/* Not while a handler that answered at once may still read its
 	 * request's views: conn_process comes back here after it returns. */
-	if (idle && !c->in_process)
+	if (idle && !c->in_process && s->n_idle >= HTTP_IDLE_WARM_MAX)
 		conn_release_buffers(c);
 	if (idle == c->idle)
 		return;
 	c->idle = idle;
 	if (idle) {
+		s->n_idle++;
 		c->idle_next = NULL;
 		c->idle_prev = s->idle_newest;
 		if (s->idle_newest)
@@ -591,6 +600,8 @@ static void conn_idle_update(struct http_conn *c)
 		s->idle_newest = c;
 		return;
 	}
+	assert(s->n_idle > 0);
+	s->n_idle--;
 	if (c->idle_prev)
 		c->idle_prev->idle_next = c->idle_next;
 	else

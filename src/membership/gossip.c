@@ -211,12 +211,6 @@ static bool is_notice(const uint8_t *buf, size_t len)
 	       !memcmp(buf, GOSSIP_AUTH_NOTICE, GOSSIP_AUTH_NOTICE_LEN);
 }
 
-static void addr_text(const struct swim_addr *a, char *out, size_t cap)
-{
-	snprintf(out, cap, "%u.%u.%u.%u:%u", a->ip >> 24, (a->ip >> 16) & 255,
-		 (a->ip >> 8) & 255, a->ip & 255, a->port);
-}
-
 /*
  * A datagram that is not fresh, authenticated gossip for us: count it,
  * explain it in the log (rate-limited) and, where the peer can learn from
@@ -227,7 +221,7 @@ static void refuse(struct gossip *g, const struct sockaddr_in *sa,
 		   double now)
 {
 	char who[32];
-	addr_text(from, who, sizeof(who));
+	swim_addr_format(from, who);
 	if (is_notice(buf, len)) {
 		if (note_due(g, from, NOTE_PEER_REFUSES,
 			     GOSSIP_NOTE_LOG_INTERVAL, now))

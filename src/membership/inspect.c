@@ -18,7 +18,7 @@ void inspect_on_trace(void *ctx, const struct swim_trace *t)
 	char froms[TRACE_UPDATES_MAX][SWIM_ID_STR_LEN];
 	Ps__TraceUpdate ups[TRACE_UPDATES_MAX], *upp[TRACE_UPDATES_MAX];
 	Ps__Trace tr = PS__TRACE__INIT;
-	membership_fmt_addr(&t->peer, peer);
+	swim_addr_format(&t->peer, peer);
 	tr.time_ms = time_wall_ms();
 	tr.sent = t->sent;
 	tr.peer = peer;
@@ -45,7 +45,7 @@ void inspect_on_trace(void *ctx, const struct swim_trace *t)
 		const struct swim_record *r = &t->records[i];
 		ps__trace_update__init(&ups[i]);
 		swim_id_format(&r->id, ids[i]);
-		membership_fmt_addr(&r->addr, addrs[i]);
+		swim_addr_format(&r->addr, addrs[i]);
 		ups[i].id = ids[i];
 		ups[i].addr = addrs[i];
 		ups[i].status = (char *)swim_status_name(r->status);
@@ -105,7 +105,7 @@ int inspect_members_fill(struct membership *m, Ps__Reply *r, Ps__Gossip *g,
 		}
 		ps__member__init(pm);
 		swim_id_format(&mi.id, id);
-		membership_fmt_addr(&mi.addr, addr);
+		swim_addr_format(&mi.addr, addr);
 		pm->id = id;
 		pm->addr = addr;
 		pm->status = (char *)swim_status_name(mi.status);

@@ -221,7 +221,6 @@ struct membership {
 bool membership_is_coordinator(const struct membership *m);
 void membership_self_refresh(struct membership *m);
 void membership_publish_meta(struct membership *m);
-void membership_fmt_addr(const struct swim_addr *a, char out[32]);
 
 /* The state with every bound set and nothing loaded or started (the
  * process, and tests of the parts, start from it); NULL without memory.

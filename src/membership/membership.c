@@ -142,12 +142,6 @@ static void on_meta_timer(struct ev_loop *loop, ev_timer *w, int rev)
 	membership_publish_meta(w->data);
 }
 
-void membership_fmt_addr(const struct swim_addr *a, char out[32])
-{
-	snprintf(out, 32, "%u.%u.%u.%u:%u", a->ip >> 24, (a->ip >> 16) & 255,
-		 (a->ip >> 8) & 255, a->ip & 255, a->port);
-}
-
 static void on_gossip_event(void *ud, const struct swim_event *ev)
 {
 	struct membership *m = ud;

@@ -129,7 +129,7 @@ void policy_apply(struct membership *m, const char *id,
 	if (!n)
 		return;
 	char addr[32];
-	membership_fmt_addr(&ev->addr, addr);
+	swim_addr_format(&ev->addr, addr);
 	if (!n->pb.gossip_addr || strcmp(n->pb.gossip_addr, addr)) {
 		char *a = strdup(addr);
 		if (a) {
@@ -165,7 +165,7 @@ bool policy_claim(struct membership *m, const char *id,
 	char addr[32];
 	uint64_t held;
 	double now = time_mono();
-	membership_fmt_addr(&ev->addr, addr);
+	swim_addr_format(&ev->addr, addr);
 	if (membership_is_coordinator(m) ? strcmp(id, m->self_id) != 0
 					 : strcmp(id, m->coord_id) != 0) {
 		if (!m->coord_id[0] && !membership_is_coordinator(m))
@@ -215,7 +215,7 @@ void policy_on_reject(void *ctx, const struct swim_reject *r)
 			 &held))
 		return;
 	char from[32], sender[SWIM_ID_STR_LEN], member[SWIM_ID_STR_LEN];
-	membership_fmt_addr(&r->from, from);
+	swim_addr_format(&r->from, from);
 	swim_id_format(&r->sender, sender);
 	swim_id_format(&r->member, member);
 	log_warn("gossip: dropped a claim from %s (sender %s): %s at "

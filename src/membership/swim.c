@@ -193,9 +193,6 @@ struct swim {
 };
 
 /* ------------------------------------------------------------------ */
-/* PRNG: xoshiro256** seeded through splitmix64. */
-
-/* ------------------------------------------------------------------ */
 /* Intrusive lists. */
 
 static struct mlink *lk(struct member *m, size_t off)

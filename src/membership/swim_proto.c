@@ -5,6 +5,7 @@
 #include "proxystone/bytes.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uuid/uuid.h>
@@ -47,6 +48,12 @@ int swim_id_parse(const char *str, struct swim_id *out)
 void swim_id_format(const struct swim_id *id, char out[SWIM_ID_STR_LEN])
 {
 	uuid_unparse_lower(id->b, out);
+}
+
+void swim_addr_format(const struct swim_addr *a, char out[SWIM_ADDR_STR_LEN])
+{
+	snprintf(out, SWIM_ADDR_STR_LEN, "%u.%u.%u.%u:%u", a->ip >> 24,
+		 (a->ip >> 16) & 255, (a->ip >> 8) & 255, a->ip & 255, a->port);
 }
 
 static size_t varint_size(size_t v)

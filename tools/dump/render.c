@@ -117,13 +117,6 @@ static void fmt_rtt(double ms, char out[FIELD_MAX])
 		snprintf(out, FIELD_MAX, "%.0f ms", ms);
 }
 
-static void fmt_addr(const struct swim_addr *a, char out[FIELD_MAX])
-{
-	snprintf(out, FIELD_MAX, "%u.%u.%u.%u:%u", (a->ip >> 24) & 0xff,
-		 (a->ip >> 16) & 0xff, (a->ip >> 8) & 0xff, a->ip & 0xff,
-		 a->port);
-}
-
 /* Unsigned 64-bit values may pass LLONG_MAX: written as raw numbers. */
 static void jw_u64(struct json_writer *w, uint64_t v)
 {
@@ -638,7 +631,7 @@ int render_packet_text(const struct swim_packet *p, const struct wire_info *wi,
 	rc =
 	    rc ? rc : buf_printf(out, "\"\nseq          %" PRIu64 "\n", h->seq);
 	swim_id_format(&h->sender, id);
-	fmt_addr(&h->sender_addr, addr);
+	swim_addr_format(&h->sender_addr, addr);
 	rc = rc ? rc
 		: buf_printf(out,
 			     "sender       %s  %s  incarnation %" PRIu64 "\n",
@@ -647,7 +640,7 @@ int render_packet_text(const struct swim_packet *p, const struct wire_info *wi,
 		swim_id_format(&h->target, id);
 		rc = buf_printf(out, "target       %s", id);
 		if (rc == 0 && h->type == SWIM_MSG_PING_REQ) {
-			fmt_addr(&h->target_addr, addr);
+			swim_addr_format(&h->target_addr, addr);
 			rc = buf_printf(out, "  %s%s", addr,
 					h->want_nack ? "  wants a nack" : "");
 		}
@@ -672,7 +665,7 @@ int render_packet_text(const struct swim_packet *p, const struct wire_info *wi,
 		const struct swim_record *r = &p->records[i];
 
 		swim_id_format(&r->id, id);
-		fmt_addr(&r->addr, addr);
+		swim_addr_format(&r->addr, addr);
 		rc = buf_printf(out, "  %s  %-21s  %-7s  incarnation %" PRIu64,
 				id, addr, swim_status_name(r->status),
 				r->incarnation);
@@ -713,7 +706,7 @@ int render_packet_json(const struct swim_packet *p, const struct wire_info *wi,
 	jw_key(&w, "seq");
 	jw_u64(&w, h->seq);
 	swim_id_format(&h->sender, id);
-	fmt_addr(&h->sender_addr, addr);
+	swim_addr_format(&h->sender_addr, addr);
 	jw_key(&w, "sender");
 	jw_object_begin(&w);
 	jw_key(&w, "id");
@@ -730,7 +723,7 @@ int render_packet_json(const struct swim_packet *p, const struct wire_info *wi,
 		jw_key(&w, "id");
 		jw_string(&w, id);
 		if (h->type == SWIM_MSG_PING_REQ) {
-			fmt_addr(&h->target_addr, addr);
+			swim_addr_format(&h->target_addr, addr);
 			jw_key(&w, "addr");
 			jw_string(&w, addr);
 			jw_key(&w, "want_nack");
@@ -761,7 +754,7 @@ int render_packet_json(const struct swim_packet *p, const struct wire_info *wi,
 
 		jw_object_begin(&w);
 		swim_id_format(&r->id, id);
-		fmt_addr(&r->addr, addr);
+		swim_addr_format(&r->addr, addr);
 		jw_key(&w, "id");
 		jw_string(&w, id);
 		jw_key(&w, "addr");
